@@ -1,0 +1,5 @@
+"""`python -m flotilla` is the `flotilla` command."""
+
+from flotilla.cli import main
+
+main()

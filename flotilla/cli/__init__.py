@@ -1,0 +1,76 @@
+"""The `flotilla` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flotilla import __version__
+from flotilla.cli.resources import register_resource_commands
+
+app = typer.Typer(
+    name="flotilla",
+    help="Flotilla: queues, GPU slices and LLM routing for multi-stage inference, on one machine or many.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+register_resource_commands(app)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="Port of the control-plane API.")] = 8470,
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback by default; others expose the API).")
+    ] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where state lives (default: $FLOTILLA_DATA_DIR or ~/.local/share/flotilla)."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Start the embedded control plane in the foreground (Ctrl-C stops it)."""
+    from flotilla.server.runner import LOOPBACK, ControlPlane, default_data_dir
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("flotilla.up")
+    directory = (data_dir or default_data_dir()).expanduser()
+    if host not in LOOPBACK:
+        log.warning("binding to %s: the API is reachable from other machines and has no authentication yet", host)
+    try:
+        plane = ControlPlane(directory, host=host, port=port)
+    except OSError as exc:
+        typer.echo(f"error: cannot open the state store in {directory}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    log.info("Flotilla %s control plane: state in %s", __version__, directory / "state.db")
+    log.info("API on %s (try: flotilla get cq; OpenAPI at %s/docs)", plane.url, plane.url)
+    plane.serve(log_level=log_level)
+
+
+@app.command()
+def version() -> None:
+    """Print Flotilla's version."""
+    typer.echo(f"flotilla {__version__}")
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Leave the control plane running after the demo.")] = False,
+) -> None:
+    """Run the end-to-end demo on embedded defaults."""
+    from flotilla.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
+def main() -> None:
+    """Entry point of the `flotilla` console script."""
+    app(prog_name="flotilla")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,113 @@
+"""`make demo` / `flotilla demo`: the workflow on embedded defaults.
+
+At this stage the demo starts the control plane as a real background process, applies the
+project's demo manifests (the study's Kueue setup and Whisper Jobs) with `flotilla apply`, lists
+them with `flotilla get`, and stops the server. Later stages extend it to the whole
+speech-to-summary workflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from flotilla.server.runner import free_port
+
+console = Console()
+
+
+def demo_manifests() -> Path:
+    """The demo manifests shipped inside the package."""
+    return Path(str(resources.files("flotilla") / "examples" / "demo"))
+
+
+def _flotilla(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flotilla", *args]
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the control plane exited with code {server.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the control plane did not become ready at {url} within {timeout:.0f}s")
+
+
+def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
+    shown = " ".join(["flotilla", *argv[3:]])
+    console.print(f"\n[bold cyan]$ {shown}[/]")
+    result = subprocess.run(argv, env=env, check=False)
+    if result.returncode != 0:
+        console.print(f"[red]step failed ({title}): exit code {result.returncode}[/]")
+    return result.returncode
+
+
+def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
+    """Run the demo; returns a process exit code."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = data_dir or Path(tempfile.mkdtemp(prefix="flotilla-demo-"))
+    env = {**os.environ, "FLOTILLA_SERVER": url}
+    console.rule("[bold]Flotilla demo: the study's batch-stage setup on the embedded control plane")
+    console.print(f"State: {workdir}   API: {url}")
+    log = (workdir / "controlplane.log").open("wb") if workdir.exists() else None
+    server = subprocess.Popen(
+        _flotilla("up", "--port", str(port), "--data-dir", str(workdir), "--log-level", "warning"),
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(url, server)
+        console.print(f"[green]control plane ready[/] (pid {server.pid})")
+        steps = [
+            ("apply", _flotilla("apply", "-f", str(demo_manifests()))),
+            ("flavors", _flotilla("get", "resourceflavors")),
+            ("cluster queues", _flotilla("get", "cq", "-o", "wide")),
+            ("local queues", _flotilla("get", "lq", "-n", "whisper")),
+            ("jobs", _flotilla("get", "jobs", "-n", "whisper", "-o", "wide")),
+        ]
+        for title, argv in steps:
+            if _step(title, argv, env) != 0:
+                return 1
+        console.print(
+            "\n[bold green]Done.[/] The queues and Whisper Jobs above are stored in the embedded control plane."
+        )
+        if keep:
+            console.print(f"The control plane keeps running at {url} (pid {server.pid}); stop it with Ctrl-C.")
+            server.wait()
+        return 0
+    except RuntimeError as exc:
+        console.print(f"[red]demo failed: {exc}[/]  (log: {workdir / 'controlplane.log'})")
+        return 1
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if log:
+            log.close()
+        console.print("control plane stopped")
+
+
+def main() -> None:
+    sys.exit(run_demo())
+
+
+if __name__ == "__main__":
+    main()
