@@ -256,14 +256,23 @@ def create_app(service: ResourceService, *, ready: Callable[[], bool] | None = N
                 return _json(service.out(kind, updated, version))
             raise ApiError(405, "MethodNotAllowed", f"{request.method} is not supported here")
 
-        def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str], verb: str) -> None:
+        def route(path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str], what: str) -> None:
             async def endpoint(request: Request) -> Response:
                 return await guarded(
                     request.method.lower(), request.path_params.get("plural", "?"), lambda: handler(request)
                 )
 
-            endpoint.__name__ = f"{verb}_{abs(hash(path))}"
-            app.add_api_route(path, endpoint, methods=methods, tags=["resources"], summary=f"{verb} {path}")
+            scope = "namespaced" if "{namespace}" in path else "cluster"
+            group = "core" if path.startswith("/api/") else "group"
+            for method in methods:
+                app.add_api_route(
+                    path,
+                    endpoint,
+                    methods=[method],
+                    tags=["resources"],
+                    operation_id=f"{method.lower()}_{group}_{scope}_{what}",
+                    summary=f"{method} {what} ({scope}, {group} API)",
+                )
 
         async def status(request: Request) -> Response:
             return await item(request, "status")
