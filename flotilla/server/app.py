@@ -63,7 +63,7 @@ def create_app(service: ResourceService, *, ready: Callable[[], bool] | None = N
         description="Kubernetes-shaped API over Flotilla's embedded store (Kueue, batch/v1, GAIE kinds).",
     )
     metrics = ApiMetrics()
-    metrics.track_objects(service.store.count_by_kind if hasattr(service.store, "count_by_kind") else dict)
+    metrics.track_objects(service.store.count_by_kind)
     app.state.service = service
     app.state.metrics = metrics
 
