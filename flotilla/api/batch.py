@@ -60,19 +60,16 @@ class Job(Resource):
         issues = spec.template.spec.semantic_issues("spec.template.spec")
         policy = spec.template.spec.restartPolicy
         if policy not in ("Never", "OnFailure"):
-            shown = f'"{policy}"' if policy else "unset"
-            issues.append(
-                FieldIssue(
-                    "spec.template.spec.restartPolicy",
-                    f"{shown} is not allowed for a Job; use Never or OnFailure",
-                )
+            message = (
+                f'"{policy}" is not allowed for a Job; use Never or OnFailure'
+                if policy
+                else "required for a Job (the Pod default, Always, is not allowed); set Never or OnFailure"
             )
+            issues.append(FieldIssue("spec.template.spec.restartPolicy", message))
         if spec.completionMode == "Indexed" and spec.completions is None:
             issues.append(FieldIssue("spec.completions", "required when completionMode is Indexed; set it"))
         if spec.backoffLimitPerIndex is not None and spec.completionMode != "Indexed":
-            issues.append(
-                FieldIssue("spec.backoffLimitPerIndex", "only allowed when completionMode is Indexed")
-            )
+            issues.append(FieldIssue("spec.backoffLimitPerIndex", "only allowed when completionMode is Indexed"))
         raw = self.annotations.get(MIN_PARALLELISM_ANNOTATION)
         if raw is not None:
             if not raw.isdigit() or int(raw) < 1:

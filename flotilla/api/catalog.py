@@ -266,9 +266,7 @@ def build_registry() -> Registry:
                 ("infpool", "ip"),
                 columns=(
                     Column("SELECTOR", _pool_selector),
-                    Column(
-                        "PORTS", lambda o: ",".join(str(p["number"]) for p in get(o, "spec.targetPorts", []))
-                    ),
+                    Column("PORTS", lambda o: ",".join(str(p["number"]) for p in get(o, "spec.targetPorts", []))),
                     Column("PICKER", _path("spec.endpointPickerRef.name")),
                     AGE,
                 ),

@@ -28,10 +28,7 @@ class ConfigMap(Resource):
 
     def validate_semantics(self) -> list[FieldIssue]:
         both = set(self.data or {}) & set(self.binaryData or {})
-        return [
-            FieldIssue(f"binaryData[{k}]", "key also appears in data; keys must be unique")
-            for k in sorted(both)
-        ]
+        return [FieldIssue(f"binaryData[{k}]", "key also appears in data; keys must be unique") for k in sorted(both)]
 
 
 class Secret(Resource):

@@ -62,16 +62,35 @@ class ManifestErrors(ValueError):
         return [f"{e.where}: {i}" for e in self.errors for i in e.issues]
 
 
-def format_path(loc: Sequence[int | str]) -> str:
-    """('spec', 'resourceGroups', 0, 'flavors') -> 'spec.resourceGroups[0].flavors'."""
+def format_path(loc: Sequence[int | str], model: type[BaseModel] | None = None) -> str:
+    """('spec', 'resourceGroups', 0, 'flavors') -> 'spec.resourceGroups[0].flavors'.
+
+    Given the model that `loc` starts at, map keys are written as Kubernetes writes them,
+    in brackets: `resources.requests[cpu]`, `metadata.labels[app]`.
+    """
     out = ""
+    current: Any = model
     for part in loc:
+        shape = _unwrap(current) if current is not None else None
+        if typing.get_origin(shape) is dict:
+            out += f"[{part}]"
+            args = typing.get_args(shape)
+            current = args[1] if args else None
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif part.isidentifier():
             out += f".{part}" if out else part
         else:
             out += f"[{part}]"
+        if isinstance(shape, type) and issubclass(shape, BaseModel):
+            info = shape.model_fields.get(str(part))
+            current = info.annotation if info else None
+        elif typing.get_origin(shape) in (list, tuple):
+            args = typing.get_args(shape)
+            current = args[0] if args else None
+        else:
+            current = None
     return out
 
 
@@ -114,6 +133,10 @@ def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseMode
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
@@ -121,37 +144,108 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+# pydantic error types for a value of the wrong JSON type, and what the field wants instead.
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "float_type": "a number",
+    "float_parsing": "a number",
+}
+_COMPARISONS = {
+    "greater_than_equal": ("ge", "greater than or equal to"),
+    "greater_than": ("gt", "greater than"),
+    "less_than_equal": ("le", "less than or equal to"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _wrong_type(kind: str, value: Any) -> str:
+    message = f"expected {_EXPECTED[kind]}, got {_show(value)}"
+    quoted = isinstance(value, str) and (
+        value.strip().lstrip("+-").isdigit() if kind.startswith("int") else value in ("true", "false")
+    )
+    if quoted:
+        message += "; remove the quotes"
+    elif kind == "string_type" and isinstance(value, bool | int | float):
+        message += f'; quote it ("{_show(value)}") to make it a string'
+    return message
+
+
+def _length(err: ErrorDetails) -> str:
+    ctx = err.get("ctx", {})
+    value = err.get("input")
+    unit = "entry" if isinstance(value, dict) else "item"
+    actual = ctx.get("actual_length", len(value) if isinstance(value, dict | list | str) else "?")
+    if err["type"] == "too_short":
+        limit = ctx.get("min_length", 1)
+        return f"must have at least {limit} {unit}{'s' if limit != 1 else ''}, got {actual}"
+    limit = ctx.get("max_length", "?")
+    return f"must have at most {limit} {unit}{'s' if limit != 1 else ''}, got {actual}"
+
+
+def _suggestion(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str | None, list[str]]:
+    """For an unknown field at `loc`: the closest allowed field name (if any) and all allowed names."""
+    owner = _model_at(model, loc[:-1])
+    allowed = sorted(owner.model_fields) if owner else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    return (close[0] if close else None), allowed
+
+
 def _issue(model: type[BaseModel], err: ErrorDetails) -> FieldIssue:
     loc = list(err["loc"])
     kind = err["type"]
     value = err.get("input")
     msg = err["msg"]
+    path = format_path(loc, model)
     if kind == "extra_forbidden":
-        field = str(loc[-1])
-        owner = _model_at(model, loc[:-1])
-        allowed = sorted(owner.model_fields) if owner else []
-        close = difflib.get_close_matches(field, allowed, n=1, cutoff=0.6)
-        hint = f'; did you mean "{close[0]}"?' if close else ""
+        close, allowed = _suggestion(model, loc)
+        hint = f'; did you mean "{close}"?' if close else ""
         if allowed and not close:
             hint = "; allowed fields here: " + ", ".join(allowed)
-        return FieldIssue(format_path(loc), f'unknown field "{field}"{hint}')
+        return FieldIssue(path, f'unknown field "{loc[-1]}"{hint}')
     if kind == "missing":
-        return FieldIssue(format_path(loc), "required field is missing; add it")
+        return FieldIssue(path, "required field is missing; add it")
     if kind in ("literal_error", "enum"):
         expected = err.get("ctx", {}).get("expected", "")
-        return FieldIssue(format_path(loc), f"{_show(value)} is not allowed; use one of: {expected}")
+        return FieldIssue(path, f"{_show(value)} is not allowed; use one of: {expected}")
     if kind == "value_error":
         text = msg.removeprefix("Value error, ")
         if "is not a quantity" in text:
             text += _QUANTITY_HINT
-        return FieldIssue(format_path(loc), text)
+        return FieldIssue(path, text)
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return FieldIssue(format_path(loc), f"expected an object (a mapping of fields), got {_show(value)}")
+        return FieldIssue(path, f"expected an object (a mapping of fields), got {_show(value)}")
     if kind == "list_type":
-        return FieldIssue(format_path(loc), f"expected a list, got {_show(value)}")
-    return FieldIssue(format_path(loc), f"{_show(value)}: {msg[0].lower() + msg[1:]}")
+        return FieldIssue(path, f"expected a list, got {_show(value)}")
+    if kind in _EXPECTED:
+        return FieldIssue(path, _wrong_type(kind, value))
+    if kind in ("too_short", "too_long"):
+        return FieldIssue(path, _length(err))
+    if kind in _COMPARISONS:
+        key, words = _COMPARISONS[kind]
+        return FieldIssue(path, f"{_show(value)} must be {words} {err.get('ctx', {}).get(key)}")
+    return FieldIssue(path, f"{_show(value)}: {msg[0].lower() + msg[1:]}")
 
 
 def issues_from_validation(model: type[BaseModel], exc: ValidationError) -> tuple[FieldIssue, ...]:
-    """Turn a pydantic ValidationError into field issues with Kubernetes-style paths."""
-    return tuple(_issue(model, e) for e in exc.errors(include_url=False))
+    """Turn a pydantic ValidationError into field issues with Kubernetes-style paths.
+
+    A misspelt required field is one mistake, not two: when an unknown field's suggestion is a
+    field reported missing at the same place, only the unknown field (with its suggestion) is kept.
+    """
+    errors = exc.errors(include_url=False)
+    issues = [_issue(model, e) for e in errors]
+    suggested = set()
+    for e in errors:
+        close = _suggestion(model, e["loc"])[0] if e["type"] == "extra_forbidden" else None
+        if close:
+            suggested.add(format_path([*e["loc"][:-1], close], model))
+    return tuple(
+        issue
+        for e, issue in zip(errors, issues, strict=True)
+        if not (e["type"] == "missing" and issue.path in suggested)
+    )

@@ -53,9 +53,7 @@ class InferencePool(Resource):
             issues.append(FieldIssue("spec.targetPorts", f"port numbers must be unique, got {numbers}"))
         ref = self.spec.endpointPickerRef
         if ref.kind == "Service" and ref.group == "" and ref.port is None:
-            issues.append(
-                FieldIssue("spec.endpointPickerRef.port", "required when kind is Service; set port.number")
-            )
+            issues.append(FieldIssue("spec.endpointPickerRef.port", "required when kind is Service; set port.number"))
         return issues
 
 

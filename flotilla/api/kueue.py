@@ -162,14 +162,10 @@ def quota_issues(groups: list[ResourceGroup], has_parent: bool, prefix: str) -> 
                 for fname in ("nominalQuota", "borrowingLimit", "lendingLimit"):
                     q: Quantity | None = getattr(quota, fname)
                     if q is not None and q.value < 0:
-                        issues.append(
-                            FieldIssue(f"{rp}.{fname}", f'"{q}" must be greater than or equal to 0')
-                        )
+                        issues.append(FieldIssue(f"{rp}.{fname}", f'"{q}" must be greater than or equal to 0'))
                 if not has_parent and quota.borrowingLimit is not None:
                     issues.append(
-                        FieldIssue(
-                            f"{rp}.borrowingLimit", "must be omitted when there is no cohort to borrow from"
-                        )
+                        FieldIssue(f"{rp}.borrowingLimit", "must be omitted when there is no cohort to borrow from")
                     )
                 if not has_parent and quota.lendingLimit is not None:
                     issues.append(
@@ -201,7 +197,9 @@ class ClusterQueue(Resource):
                 )
             )
         if spec.fairSharing is not None and spec.fairSharing.weight.value < 0:
-            issues.append(FieldIssue("spec.fairSharing.weight", "must be greater than or equal to 0"))
+            issues.append(
+                FieldIssue("spec.fairSharing.weight", f'"{spec.fairSharing.weight}" must be greater than or equal to 0')
+            )
         return issues
 
 
@@ -318,8 +316,6 @@ class Workload(Resource):
                 issues.append(FieldIssue(f"spec.podSets[{i}].name", f'duplicate pod set name "{ps.name}"'))
             names.add(ps.name)
             if ps.minCount is not None and ps.minCount > ps.count:
-                issues.append(
-                    FieldIssue(f"spec.podSets[{i}].minCount", f"must be at most count ({ps.count})")
-                )
+                issues.append(FieldIssue(f"spec.podSets[{i}].minCount", f"must be at most count ({ps.count})"))
             issues.extend(ps.template.spec.semantic_issues(f"spec.podSets[{i}].template.spec"))
         return issues

@@ -61,9 +61,7 @@ class ClusterQueueV1beta1(Resource):
         issues = quota_issues(self.spec.resourceGroups or [], self.spec.cohort is not None, "spec")
         if self.spec.admissionChecks and self.spec.admissionChecksStrategy:
             issues.append(
-                FieldIssue(
-                    "spec.admissionChecks", "set either admissionChecks or admissionChecksStrategy, not both"
-                )
+                FieldIssue("spec.admissionChecks", "set either admissionChecks or admissionChecksStrategy, not both")
             )
         p = self.spec.preemption
         if p.reclaimWithinCohort == "Never" and p.borrowWithinCohort.policy != "Never":
@@ -108,9 +106,7 @@ class WorkloadSpecV1beta1(KubeModel):
     queueName: str | None = None
     priority: int | None = None
     priorityClassName: str | None = None
-    priorityClassSource: Literal[
-        "kueue.x-k8s.io/workloadpriorityclass", "scheduling.k8s.io/priorityclass", ""
-    ] = ""
+    priorityClassSource: Literal["kueue.x-k8s.io/workloadpriorityclass", "scheduling.k8s.io/priorityclass", ""] = ""
     active: bool = True
     maximumExecutionTimeSeconds: int | None = Field(default=None, ge=1)
 

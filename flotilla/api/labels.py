@@ -13,8 +13,9 @@ from typing import Literal
 
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 
-_KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
-_KEY_RE = re.compile(rf"^{_KEY}$")
+# A key is an optional DNS-subdomain prefix and "/", then a name of at most 63 characters.
+_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -89,15 +90,23 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _check_key(key: str, text: str) -> str:
-    if not _KEY_RE.match(key):
-        raise SelectorError(f"invalid label key {key!r} in selector {text!r}")
+    prefix, slash, name = key.rpartition("/")
+    prefix_ok = not slash or (0 < len(prefix) <= 253 and _PREFIX_RE.match(prefix) is not None)
+    if not (prefix_ok and len(name) <= 63 and _NAME_RE.match(name)):
+        raise SelectorError(
+            f"invalid label key {key!r} in selector {text!r}: use an optional DNS prefix and '/', then a name of "
+            "at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
     return key
 
 
 def _check_values(values: list[str], text: str) -> tuple[str, ...]:
     for v in values:
-        if not _VALUE_RE.match(v):
-            raise SelectorError(f"invalid label value {v!r} in selector {text!r}")
+        if len(v) > 63 or not _VALUE_RE.match(v):
+            raise SelectorError(
+                f"invalid label value {v!r} in selector {text!r}: use at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit"
+            )
     return tuple(values)
 
 
@@ -115,6 +124,10 @@ def parse_selector(text: str | None) -> Selector:
             raise SelectorError(f"empty requirement in selector {text!r}")
         if m := _SET_RE.match(part):
             values = [v.strip() for v in m.group("values").split(",") if v.strip()]
+            if not values:
+                raise SelectorError(
+                    f"'{m.group('op')}' needs at least one value, as in a in (x,y), in selector {text!r}"
+                )
             op: Operator = "In" if m.group("op") == "in" else "NotIn"
             reqs.append(Requirement(_check_key(m.group("key"), text), op, _check_values(values, text)))
         elif "!=" in part:

@@ -38,7 +38,8 @@ def _where(raw: Any) -> tuple[str | None, str | None]:
     if not isinstance(raw, dict):
         return None, None
     kind = raw.get("kind") if isinstance(raw.get("kind"), str) else None
-    meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    raw_meta = raw.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else None)
     return kind, name if isinstance(name, str) else None
 
@@ -55,32 +56,30 @@ def decode(raw: Any, registry: Registry, source: str = "<input>", doc_index: int
 
     if not isinstance(raw, dict):
         raise fail(FieldIssue("", f"expected an object with apiVersion and kind, got {type(raw).__name__}"))
-    missing = [f for f in ("apiVersion", "kind") if not isinstance(raw.get(f), str) or not raw.get(f)]
-    if missing:
-        raise fail(
-            *(
-                FieldIssue(f, "required field is missing; add it (e.g. apiVersion: v1, kind: Job)")
-                for f in missing
-            )
-        )
+    problems_at_top = [
+        FieldIssue(f, "required field is missing; add it (e.g. apiVersion: v1, kind: Job)")
+        if raw.get(f) in (None, "")
+        else FieldIssue(f, f'expected a string such as "{example}", got {raw.get(f)!r}')
+        for f, example in (("apiVersion", "batch/v1"), ("kind", "Job"))
+        if not isinstance(raw.get(f), str) or not raw.get(f)
+    ]
+    if problems_at_top:
+        raise fail(*problems_at_top)
     try:
         kind, version = registry.lookup(raw["apiVersion"], raw["kind"])
     except UnknownKind as exc:
         raise fail(FieldIssue("kind", str(exc))) from None
     try:
-        typed = version.model.model_validate(raw)
+        # Strict, as the API server's JSON decoding is: "3" is not an integer, 1 is not a string.
+        typed = version.model.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise fail(*issues_from_validation(version.model, exc)) from None
     semantic = typed.validate_semantics()
     problems = list(semantic)
     if not typed.metadata.name and not typed.metadata.generateName:
-        problems.append(
-            FieldIssue("metadata.name", "required field is missing; set metadata.name (or generateName)")
-        )
+        problems.append(FieldIssue("metadata.name", "required field is missing; set metadata.name (or generateName)"))
     if kind.namespaced is False and typed.metadata.namespace:
-        problems.append(
-            FieldIssue("metadata.namespace", f"{kind.kind} is cluster-scoped; remove metadata.namespace")
-        )
+        problems.append(FieldIssue("metadata.namespace", f"{kind.kind} is cluster-scoped; remove metadata.namespace"))
     if problems:
         raise fail(*problems)
     internal = kind.internal
@@ -185,9 +184,7 @@ def load_sources(sources: Iterable[tuple[str, str]], registry: Registry) -> list
     return loaded
 
 
-def load_paths(
-    paths: Sequence[str | Path], registry: Registry, stdin: TextIO | None = None
-) -> list[LoadedObject]:
+def load_paths(paths: Sequence[str | Path], registry: Registry, stdin: TextIO | None = None) -> list[LoadedObject]:
     """Load manifests from files, folders (recursive) and `-` (stdin), like `kubectl apply -f`."""
     return load_sources(read_sources(paths, stdin), registry)
 

@@ -227,12 +227,7 @@ class PodSpec(KubeModel):
 def is_extended_resource(name: str) -> bool:
     """Domain-qualified resources outside kubernetes.io (nvidia.com/gpu, nvidia.com/mig-1g.5gb)."""
     domain, slash, _ = name.partition("/")
-    return (
-        bool(slash)
-        and "." in domain
-        and not domain.endswith("kubernetes.io")
-        and not name.startswith("requests.")
-    )
+    return bool(slash) and "." in domain and not domain.endswith("kubernetes.io") and not name.startswith("requests.")
 
 
 def _resource_issues(res: ResourceRequirements, where: str) -> list[FieldIssue]:
@@ -240,16 +235,12 @@ def _resource_issues(res: ResourceRequirements, where: str) -> list[FieldIssue]:
     for section in ("requests", "limits"):
         for name, q in (getattr(res, section) or {}).items():
             if q.value < 0:
-                issues.append(
-                    FieldIssue(f"{where}.{section}[{name}]", f'"{q}" must be greater than or equal to 0')
-                )
+                issues.append(FieldIssue(f"{where}.{section}[{name}]", f'"{q}" must be greater than or equal to 0'))
     for name, q in (res.requests or {}).items():
         limit = (res.limits or {}).get(name)
         if limit is not None and q > limit:
             issues.append(
-                FieldIssue(
-                    f"{where}.requests[{name}]", f'"{q}" must be less than or equal to the limit ({limit})'
-                )
+                FieldIssue(f"{where}.requests[{name}]", f'"{q}" must be less than or equal to the limit ({limit})')
             )
         if is_extended_resource(name) and (limit is None or q != limit):
             issues.append(

@@ -181,15 +181,11 @@ def _validate_quantity(v: Any) -> Quantity:
 def _quantity_core_schema(cls: type[Quantity], source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
     return core_schema.no_info_plain_validator_function(
         _validate_quantity,
-        serialization=core_schema.plain_serializer_function_ser_schema(
-            str, return_schema=core_schema.str_schema()
-        ),
+        serialization=core_schema.plain_serializer_function_ser_schema(str, return_schema=core_schema.str_schema()),
     )
 
 
-def _quantity_json_schema(
-    cls: type[Quantity], schema: CoreSchema, handler: GetJsonSchemaHandler
-) -> JsonSchemaValue:
+def _quantity_json_schema(cls: type[Quantity], schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
     return {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}
 
 

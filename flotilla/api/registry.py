@@ -7,6 +7,7 @@ carries what a client needs to address and print a kind (plural, short names, pr
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,10 +109,18 @@ class Registry:
         group, version = split_api_version(api_version)
         entry = self._by_group_kind.get((group, kind))
         if entry is None:
+            elsewhere = sorted(k.api_version() for k in self if k.kind == kind)
+            if elsewhere:
+                raise UnknownKind(f'{kind} is not in apiVersion "{api_version}"; use apiVersion: {elsewhere[0]}')
+            versions = {k.kind: k.api_version() for k in self}
+            close = difflib.get_close_matches(kind, sorted(versions), n=1, cutoff=0.8)
+            if close:
+                raise UnknownKind(
+                    f'unknown kind "{kind}" in apiVersion "{api_version}"; '
+                    f'did you mean "{close[0]}" ({versions[close[0]]})?'
+                )
             known = sorted(f"{k.kind} ({k.api_version()})" for k in self)
-            raise UnknownKind(
-                f'unknown kind "{kind}" in apiVersion "{api_version}"; known kinds: ' + ", ".join(known)
-            )
+            raise UnknownKind(f'unknown kind "{kind}" in apiVersion "{api_version}"; known kinds: ' + ", ".join(known))
         v = entry.version(version)
         if v is None:
             served = ", ".join(entry.api_version(x.name) for x in entry.versions)
