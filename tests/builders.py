@@ -21,7 +21,9 @@ class Builder:
 
 
 class ClusterQueueBuilder(Builder):
-    def quota(self, resource: str, nominal: int | str, flavor: str = "default-flavor", **limits: Any) -> ClusterQueueBuilder:
+    def quota(
+        self, resource: str, nominal: int | str, flavor: str = "default-flavor", **limits: Any
+    ) -> ClusterQueueBuilder:
         groups = self.body["spec"].setdefault("resourceGroups", [])
         if not groups:
             groups.append({"coveredResources": [], "flavors": []})
@@ -46,8 +48,12 @@ class ClusterQueueBuilder(Builder):
 
 def cluster_queue(name: str) -> ClusterQueueBuilder:
     return ClusterQueueBuilder(
-        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue", "metadata": {"name": name},
-         "spec": {"namespaceSelector": {}}}
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": name},
+            "spec": {"namespaceSelector": {}},
+        }
     )
 
 
@@ -57,8 +63,12 @@ def resource_flavor(name: str) -> Builder:
 
 def local_queue(name: str, cluster_queue: str, namespace: str = "default") -> Builder:
     return Builder(
-        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
-         "metadata": {"name": name, "namespace": namespace}, "spec": {"clusterQueue": cluster_queue}}
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterQueue": cluster_queue},
+        }
     )
 
 

@@ -60,7 +60,9 @@ def test_output_formats(control_plane: ControlPlane) -> None:
     assert out.strip() == "localqueue.kueue.x-k8s.io/local-queue-large"
     code, out, _ = cli(control_plane, "get", "lq", "-A")
     assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"] and "whisper" in out
-    code, out, _ = cli(control_plane, "get", "jobs", "-n", "whisper", "-l", "kueue.x-k8s.io/queue-name=local-queue-large")
+    code, out, _ = cli(
+        control_plane, "get", "jobs", "-n", "whisper", "-l", "kueue.x-k8s.io/queue-name=local-queue-large"
+    )
     assert "large-0" in out and "medium" not in out
     code, out, err = cli(control_plane, "get", "wl")
     assert code == 0 and "No resources found in default namespace." in err
@@ -78,7 +80,11 @@ def test_secret_values_are_never_printed(control_plane: ControlPlane, tmp_path: 
     f = tmp_path / "secret.yaml"
     f.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: tok}\nstringData: {token: hunter2-very-secret}\n")
     assert cli(control_plane, "apply", "-f", str(f))[0] == 0
-    for args in (("get", "secret", "tok", "-o", "yaml"), ("get", "secrets", "-o", "json"), ("describe", "secret", "tok")):
+    for args in (
+        ("get", "secret", "tok", "-o", "yaml"),
+        ("get", "secrets", "-o", "json"),
+        ("describe", "secret", "tok"),
+    ):
         code, out, _ = cli(control_plane, *args)
         assert code == 0 and "redacted" in out
         assert "hunter2" not in out and "aHVudGVyMi" not in out  # neither plain nor base64
@@ -96,7 +102,7 @@ def test_apply_bad_file_stores_nothing(control_plane: ControlPlane, tmp_path: Pa
     code, _, err = cli(control_plane, "apply", "-f", str(tmp_path))
     assert code == 1
     assert (
-        f'{tmp_path / "b-bad.yml"} doc 1 ClusterQueue/cluster-queue: '
+        f"{tmp_path / 'b-bad.yml'} doc 1 ClusterQueue/cluster-queue: "
         'spec.resourceGroups[0].flavors[0].resources[1].nominalQuota: "8Gx" is not a quantity'
     ) in err
     assert "nothing was applied" in err

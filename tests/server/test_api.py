@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from typing import Any
 
@@ -110,7 +111,9 @@ def test_errors_are_kubernetes_status_objects(http: httpx.Client) -> None:
     invalid = status_of(http.post(f"{KUEUE}/clusterqueues", json=bad))
     assert (invalid["code"], invalid["reason"]) == (422, "Invalid")
     assert invalid["details"]["causes"][0]["field"] == "spec.queueingStrategy"
-    malformed = status_of(http.post(f"{KUEUE}/clusterqueues", content=b"{not json", headers={"content-type": "application/json"}))
+    malformed = status_of(
+        http.post(f"{KUEUE}/clusterqueues", content=b"{not json", headers={"content-type": "application/json"})
+    )
     assert (malformed["code"], malformed["reason"]) == (400, "BadRequest")
     assert status_of(http.get("/apis/kueue.x-k8s.io/v1beta2/widgets"))["code"] == 404
     assert status_of(http.get("/apis/kueue.x-k8s.io/v1alpha9/clusterqueues"))["code"] == 404
@@ -154,7 +157,10 @@ def test_merge_patch_and_invalid_patch_leaves_state(http: httpx.Client) -> None:
     r = http.patch(f"{KUEUE}/clusterqueues/cq", content=b'{"metadata":{"labels":{"team":"a"}}}', headers=merge)
     assert r.status_code == 200 and r.json()["metadata"]["labels"] == {"team": "a"}
     before = http.get(f"{KUEUE}/clusterqueues/cq").json()
-    bad = b'{"spec":{"resourceGroups":[{"coveredResources":["cpu"],"flavors":[{"name":"f","resources":[{"name":"cpu","nominalQuota":"-1"}]}]}]}}'
+    quota = {"name": "cpu", "nominalQuota": "-1"}
+    bad = json.dumps(
+        {"spec": {"resourceGroups": [{"coveredResources": ["cpu"], "flavors": [{"name": "f", "resources": [quota]}]}]}}
+    ).encode()
     assert status_of(http.patch(f"{KUEUE}/clusterqueues/cq", content=bad, headers=merge))["code"] == 422
     assert http.get(f"{KUEUE}/clusterqueues/cq").json() == before
 
@@ -231,7 +237,10 @@ def test_apply_is_idempotent_and_reports_actions(http: httpx.Client) -> None:
     ]
     first = apply_docs(http, *docs).json()["items"]
     assert [(i["kind"], i["action"]) for i in first] == [
-        ("ResourceFlavor", "created"), ("ClusterQueue", "created"), ("LocalQueue", "created")]
+        ("ResourceFlavor", "created"),
+        ("ClusterQueue", "created"),
+        ("LocalQueue", "created"),
+    ]
     again = apply_docs(http, *docs).json()["items"]
     assert {i["action"] for i in again} == {"unchanged"}
     assert [i["resourceVersion"] for i in again] == [i["resourceVersion"] for i in first]
@@ -245,7 +254,10 @@ def test_apply_stores_nothing_when_any_document_is_invalid(http: httpx.Client) -
     r = apply_docs(http, resource_flavor("rf").obj(), bad)
     st = status_of(r)
     assert st["code"] == 422
-    assert 'test.yaml doc 2 ClusterQueue/cq: spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: "8Gx" is not a quantity' in st["message"]
+    assert (
+        "test.yaml doc 2 ClusterQueue/cq: "
+        'spec.resourceGroups[0].flavors[0].resources[0].nominalQuota: "8Gx" is not a quantity' in st["message"]
+    )
     assert http.get(f"{KUEUE}/resourceflavors").json()["items"] == []
     # A missing namespace also stops the whole apply.
     r = apply_docs(http, resource_flavor("rf").obj(), local_queue("lq", "cq", "nowhere").obj())
@@ -268,7 +280,13 @@ def test_watch_replays_then_streams(control_plane: ControlPlane, http: httpx.Cli
     ready = threading.Event()
     t = threading.Thread(
         target=_collect,
-        args=(f"{control_plane.url}{KUEUE}/resourceflavors", {"watch": "true", "timeoutSeconds": "15"}, 4, events, ready),
+        args=(
+            f"{control_plane.url}{KUEUE}/resourceflavors",
+            {"watch": "true", "timeoutSeconds": "15"},
+            4,
+            events,
+            ready,
+        ),
     )
     t.start()
     ready.wait(10)
@@ -278,7 +296,11 @@ def test_watch_replays_then_streams(control_plane: ControlPlane, http: httpx.Cli
     http.delete(f"{KUEUE}/resourceflavors/new")
     t.join(20)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "existing"), ("ADDED", "new"), ("MODIFIED", "new"), ("DELETED", "new")]
+        ("ADDED", "existing"),
+        ("ADDED", "new"),
+        ("MODIFIED", "new"),
+        ("DELETED", "new"),
+    ]
     assert events[2]["object"]["metadata"]["labels"] == {"a": "c"}
 
 
@@ -286,7 +308,12 @@ def test_watch_from_resource_version(control_plane: ControlPlane, http: httpx.Cl
     rv = http.post(f"{KUEUE}/resourceflavors", json=resource_flavor("one").obj()).json()["metadata"]["resourceVersion"]
     http.post(f"{KUEUE}/resourceflavors", json=resource_flavor("two").obj())
     events: list[dict[str, Any]] = []
-    _collect(f"{control_plane.url}{KUEUE_V1B1}/resourceflavors",
-             {"watch": "1", "resourceVersion": rv, "timeoutSeconds": "5"}, 1, events, threading.Event())
+    _collect(
+        f"{control_plane.url}{KUEUE_V1B1}/resourceflavors",
+        {"watch": "1", "resourceVersion": rv, "timeoutSeconds": "5"},
+        1,
+        events,
+        threading.Event(),
+    )
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "two")]
     assert events[0]["object"]["apiVersion"] == "kueue.x-k8s.io/v1beta1"
