@@ -113,7 +113,9 @@ class FlavorUsage(KubeModel):
     resources: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class ClusterQueueStatus(KubeModel):
+class QueueStatus(KubeModel):
+    """Status shared by ClusterQueue and LocalQueue: workload counts and flavor usage."""
+
     conditions: list[Condition] | None = None
     pendingWorkloads: int | None = None
     reservingWorkloads: int | None = None
@@ -121,6 +123,10 @@ class ClusterQueueStatus(KubeModel):
     flavorsReservation: list[FlavorUsage] | None = None
     flavorsUsage: list[FlavorUsage] | None = None
     fairSharing: dict[str, Any] | None = None
+
+
+class ClusterQueueStatus(QueueStatus):
+    pass
 
 
 def quota_issues(groups: list[ResourceGroup], has_parent: bool, prefix: str) -> list[FieldIssue]:
@@ -226,14 +232,8 @@ class LocalQueueSpec(KubeModel):
     fairSharing: FairSharing | None = None
 
 
-class LocalQueueStatus(KubeModel):
-    conditions: list[Condition] | None = None
-    pendingWorkloads: int | None = None
-    reservingWorkloads: int | None = None
-    admittedWorkloads: int | None = None
-    flavorsReservation: list[FlavorUsage] | None = None
-    flavorsUsage: list[FlavorUsage] | None = None
-    fairSharing: dict[str, Any] | None = None
+class LocalQueueStatus(QueueStatus):
+    pass
 
 
 class LocalQueue(Resource):

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from flotilla.api.catalog import build_registry
+from flotilla.api.kube_burner import render_kube_burner_config
 from flotilla.api.loader import (
     LoadedObject,
     decode,
@@ -29,7 +30,7 @@ from flotilla.api.loader import (
 )
 from flotilla.api.quantity import Quantity, QuantityError
 from flotilla.api.registry import Kind
-from flotilla.api.templates import Template, render_kube_burner_config
+from flotilla.api.templates import Template
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 if not REFERENCE.is_dir():

@@ -10,14 +10,9 @@ import yaml
 
 from flotilla.api.batch import Job
 from flotilla.api.catalog import build_registry
+from flotilla.api.kube_burner import KubeBurnerConfigError, render_kube_burner_config
 from flotilla.api.loader import load_sources
-from flotilla.api.templates import (
-    KubeBurnerConfigError,
-    Template,
-    TemplateError,
-    render_kube_burner_config,
-    render_template,
-)
+from flotilla.api.templates import Template, TemplateError, render_template
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 KUEUE_BURNER = REFERENCE / "icpe26" / "kueue" / "kube-burner"
