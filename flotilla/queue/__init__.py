@@ -1,0 +1,1 @@
+"""Batch admission with Kueue semantics: pure scheduling policy plus the embedded driver."""
