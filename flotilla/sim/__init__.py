@@ -1,0 +1,1 @@
+"""Discrete-event simulation on the same policies as the live platform."""
