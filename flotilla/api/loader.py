@@ -7,6 +7,7 @@ caller stores nothing. Objects come back in their kind's internal version.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -102,32 +103,61 @@ def encode(obj: Resource | dict[str, Any], kind: Kind, version: str | None = Non
     return body
 
 
-def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
-    """Split a YAML (or JSON) stream into (1-based index, document); `v1 List` items are expanded."""
+_SEPARATOR = re.compile(r"^---(\s|$)")
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str, index: int, line_offset: int) -> ManifestError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1 + line_offset}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ManifestError(source, index, None, None, (FieldIssue("", f"malformed YAML{where}: {problem}"),))
+
+
+def _split_documents(text: str) -> list[tuple[int, str]]:
+    """(first line offset, text) per `---`-separated document; used to find every broken one."""
+    chunks: list[tuple[int, str]] = []
+    start, lines = 0, text.splitlines(keepends=True)
+    for n, line in enumerate(lines):
+        if _SEPARATOR.match(line) and n > 0:
+            chunks.append((start, "".join(lines[start:n])))
+            start = n
+    chunks.append((start, "".join(lines[start:])))
+    # A leading `---` opens the first document rather than closing an empty one.
+    return [(off, chunk) for off, chunk in chunks if chunk.strip() not in ("", "---")] or [(0, "")]
+
+
+def split_documents(text: str, source: str) -> tuple[list[tuple[int, Any]], list[ManifestError]]:
+    """(1-based index, document) for every document that parses, and an error for each that does
+    not (with its line), so one broken document does not hide problems in the others.
+    `v1 List` documents are expanded; empty documents are skipped, as kubectl does."""
+    errors: list[ManifestError] = []
     try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        index = text[: _offset(text, mark)].count("\n---") + 1 if mark else 1
-        raise ManifestErrors(
-            [ManifestError(source, index, None, None, (FieldIssue("", f"malformed YAML{where}: {problem}"),))]
-        ) from None
+        docs = list(enumerate(yaml.safe_load_all(text), start=1))
+    except yaml.YAMLError:
+        docs = []
+        for index, (offset, chunk) in enumerate(_split_documents(text), start=1):
+            try:
+                docs.append((index, yaml.safe_load(chunk)))
+            except yaml.YAMLError as exc:
+                errors.append(_yaml_error(exc, source, index, offset))
     out: list[tuple[int, Any]] = []
-    for i, doc in enumerate(docs, start=1):
+    for i, doc in docs:
         if doc is None:
-            continue  # empty documents are skipped, as kubectl does
+            continue
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
             out.extend((i, item) for item in doc["items"])
         else:
             out.append((i, doc))
-    return out
+    return out, errors
 
 
-def _offset(text: str, mark: Any) -> int:
-    lines = text.splitlines(keepends=True)
-    return sum(len(line) for line in lines[: mark.line])
+def parse_documents(text: str, source: str) -> list[tuple[int, Any]]:
+    """Split a YAML (or JSON) stream into (1-based index, document); raise ManifestErrors naming
+    every malformed document and its line."""
+    docs, errors = split_documents(text, source)
+    if errors:
+        raise ManifestErrors(errors)
+    return docs
 
 
 def iter_manifest_files(path: Path) -> list[Path]:
@@ -166,21 +196,21 @@ def load_text(text: str, registry: Registry, source: str = "<input>") -> list[Lo
 
 
 def load_sources(sources: Iterable[tuple[str, str]], registry: Registry) -> list[LoadedObject]:
+    """Load (source name, text) pairs; raise ManifestErrors listing every problem, in file order."""
+    sources = list(sources)
     loaded: list[LoadedObject] = []
     errors: list[ManifestError] = []
     for source, text in sources:
-        try:
-            docs = parse_documents(text, source)
-        except ManifestErrors as exc:
-            errors.extend(exc.errors)
-            continue
+        docs, broken = split_documents(text, source)
+        errors.extend(broken)
         for index, raw in docs:
             try:
                 loaded.append(decode(raw, registry, source, index))
             except ManifestErrors as exc:
                 errors.extend(exc.errors)
     if errors:
-        raise ManifestErrors(errors)
+        order = {source: i for i, (source, _) in enumerate(sources)}
+        raise ManifestErrors(sorted(errors, key=lambda e: (order.get(e.source, 0), e.doc_index)))
     return loaded
 
 
