@@ -121,6 +121,8 @@ class ClusterQueueSnapshot:
     admission_fair_sharing: bool = False  # admissionScope.admissionMode == UsageBasedAdmissionFairSharing
     # Inactive queues (missing flavors, missing cohort...) admit nothing; the reason is shown.
     inactive_reason: str | None = None
+    # flavorFungibility.preference (only meaningful when both policies are TryNextFlavor)
+    fungibility_preference: Literal["BorrowingOverPreemption", "PreemptionOverBorrowing"] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,17 @@ class PendingDecision:
 
 
 @dataclass(frozen=True)
+class EvictionDecision:
+    """An admitted workload to evict for a reason other than preemption (a HoldAndDrain queue)."""
+
+    workload: str
+    reason: Literal["ClusterQueueStopped", "LocalQueueStopped"]
+    message: str  # Kueue's wording: "The ClusterQueue is stopped" / "The LocalQueue is stopped"
+
+
+@dataclass(frozen=True)
 class CycleResult:
     admitted: tuple[AdmissionDecision, ...] = ()
     preempted: tuple[PreemptionDecision, ...] = ()
     pending: tuple[PendingDecision, ...] = ()
+    evicted: tuple[EvictionDecision, ...] = ()
