@@ -172,7 +172,7 @@ def main() -> int:
     if not args.perf_dir.is_dir():
         print(f"error: Kueue perf files not found in {args.perf_dir}; pass --perf-dir", file=sys.stderr)
         return 2
-    console = Console()
+    console = Console(width=150)
     scenarios = ["baseline", "large-scale"] if args.scenario == "all" else [args.scenario]
     out: dict[str, Any] = {
         "benchmark": "queue_kueue_perf",

@@ -228,10 +228,19 @@ class QuotaTree:
             if node.parent is None:
                 _accumulate_quota(node)
         tree = cls(cqs, cohorts)
+        # Sum each queue's usage first and propagate it once: the same totals as adding the
+        # workloads one by one, at a cost per queue rather than per workload.
+        totals: dict[str, dict[FlavorResource, int]] = {}
         for key in sorted(snapshot.workloads):
             info = snapshot.workloads[key]
             if info.admission is not None and info.admission.cluster_queue in cqs:
-                tree.add_workload(info)
+                cq = info.admission.cluster_queue
+                tree.workloads[cq][key] = info
+                total = totals.setdefault(cq, {})
+                for fr, value in tree.usage_of(info).items():
+                    total[fr] = total.get(fr, 0) + value
+        for cq, total in totals.items():
+            tree.add_usage(cq, total)
         return tree
 
     def usage_of(self, info: WorkloadInfo) -> Usage:

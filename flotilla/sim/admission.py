@@ -43,6 +43,7 @@ class WorkloadRecord:
     evictions: int = 0
     finish_event: EventHandle | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    equivalence: tuple[object, ...] = ()
 
 
 class AdmissionSimulation:
@@ -100,7 +101,9 @@ class AdmissionSimulation:
 
     def _arrive(self, wl: WorkloadInfo, runtime: float, labels: dict[str, str]) -> None:
         self._touch()
-        self.records[wl.key] = WorkloadRecord(wl, runtime, self.engine.now, labels=labels)
+        self.records[wl.key] = WorkloadRecord(
+            wl, runtime, self.engine.now, labels=labels, equivalence=equivalence_key(wl)
+        )
         self._enqueue(wl)
 
     def _enqueue(self, wl: WorkloadInfo) -> None:
@@ -174,11 +177,21 @@ class AdmissionSimulation:
             rec = self.records.get(pending.workload)
             if rec is None or pending.requeue == "immediate":
                 continue
-            cq = self._cq_of(rec.workload) or ""
-            if pending.workload not in self._parked[cq]:
-                self._parked[cq].add(pending.workload)
-                changed = True
+            changed |= self._park(rec)
         return changed
+
+    def _park(self, rec: WorkloadRecord) -> bool:
+        """Park a workload that did not fit, with every pending workload of its queue that is
+        scheduling-equivalent to it (Kueue's SchedulingEquivalenceHashing bulk move)."""
+        cq = self._cq_of(rec.workload) or ""
+        parked = self._parked[cq]
+        if rec.workload.key in parked:
+            return False
+        for _, _, key in self._pending[cq]:
+            if key not in parked and self.records[key].equivalence == rec.equivalence:
+                parked.add(key)
+        parked.add(rec.workload.key)
+        return True
 
     def _admit(self, key: str, admission: AdmissionRecord) -> None:
         self._touch()
@@ -221,6 +234,25 @@ class AdmissionSimulation:
         """Average admitted usage (milli-units) of a queue between the first and the last event."""
         span = self.last_event - (self.first_event or 0.0)
         return self._usage_integral[cluster_queue] / span if span > 0 else 0.0
+
+
+def equivalence_key(wl: WorkloadInfo) -> tuple[object, ...]:
+    """What admission depends on: queue, priority and pod sets (counts, requests, placement)."""
+    return (
+        wl.local_queue_key,
+        wl.priority,
+        tuple(
+            (
+                ps.name,
+                ps.count,
+                ps.min_count,
+                tuple(sorted(ps.requests.items())),
+                tuple(sorted(ps.node_selector.items())),
+                ps.tolerations,
+            )
+            for ps in wl.pod_sets
+        ),
+    )
 
 
 def _total(admission: AdmissionRecord) -> float:
