@@ -47,6 +47,24 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError(f"the control plane did not become ready at {url} within {timeout:.0f}s")
 
 
+def _wait_admitted(url: str, namespace: str, expected: int, timeout: float = 15.0) -> int:
+    """Wait until the queue controller has reserved quota for `expected` workloads; return how many."""
+    deadline = time.monotonic() + timeout
+    admitted = 0
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{url}/apis/kueue.x-k8s.io/v1beta2/namespaces/{namespace}/workloads", timeout=5).json()
+        admitted = sum(
+            1
+            for wl in items.get("items", [])
+            for c in (wl.get("status") or {}).get("conditions") or []
+            if c.get("type") == "QuotaReserved" and c.get("status") == "True"
+        )
+        if admitted >= expected:
+            break
+        time.sleep(0.1)
+    return admitted
+
+
 def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
     shown = " ".join(["flotilla", *argv[3:]])
     console.print(f"\n[bold cyan]$ {shown}[/]")
@@ -73,18 +91,25 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
     try:
         _wait_ready(url, server)
         console.print(f"[green]control plane ready[/] (pid {server.pid})")
+        if _step("apply", _flotilla("apply", "-f", str(demo_manifests())), env) != 0:
+            return 1
+        admitted = _wait_admitted(url, "whisper", expected=4)
+        if admitted < 4:
+            raise RuntimeError(f"the queue controller admitted {admitted} of 4 workloads within 15 s")
+        console.print(f"\n[green]queue controller admitted {admitted} of 4 workloads[/]")
         steps = [
-            ("apply", _flotilla("apply", "-f", str(demo_manifests()))),
             ("flavors", _flotilla("get", "resourceflavors")),
             ("cluster queues", _flotilla("get", "cq", "-o", "wide")),
             ("local queues", _flotilla("get", "lq", "-n", "whisper")),
             ("jobs", _flotilla("get", "jobs", "-n", "whisper", "-o", "wide")),
+            ("workloads", _flotilla("get", "workloads", "-n", "whisper")),
         ]
         for title, argv in steps:
             if _step(title, argv, env) != 0:
                 return 1
         console.print(
-            "\n[bold green]Done.[/] The queues and Whisper Jobs above are stored in the embedded control plane."
+            "\n[bold green]Done.[/] Kueue-style admission reserved quota for the Whisper Jobs above "
+            "(workloads ADMITTED=True);\nrunning them on (emulated) GPUs comes with the accelerator stage."
         )
         if keep:
             console.print(f"The control plane keeps running at {url} (pid {server.pid}); stop it with Ctrl-C.")

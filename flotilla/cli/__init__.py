@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from flotilla import __version__
+from flotilla.cli.queue import queue_app
 from flotilla.cli.resources import register_resource_commands
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_resource_commands(app)
+app.add_typer(queue_app)
 
 
 @app.command()
@@ -32,9 +34,20 @@ def up(
         typer.Option("--data-dir", help="Where state lives (default: $FLOTILLA_DATA_DIR or ~/.local/share/flotilla)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    queue_config: Annotated[
+        Path | None,
+        typer.Option("--queue-config", help="YAML file of QueueConfig (Kueue's Configuration for admission)."),
+    ] = None,
 ) -> None:
     """Start the embedded control plane in the foreground (Ctrl-C stops it)."""
+    from flotilla.queue.driver import QueueConfigError, load_queue_config
     from flotilla.server.runner import LOOPBACK, ControlPlane, default_data_dir
+
+    try:
+        config = load_queue_config(queue_config) if queue_config is not None else None
+    except QueueConfigError as exc:
+        typer.echo(f"error: invalid queue config:\n{exc}", err=True)
+        raise typer.Exit(2) from None
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("flotilla.up")
@@ -42,7 +55,7 @@ def up(
     if host not in LOOPBACK:
         log.warning("binding to %s: the API is reachable from other machines and has no authentication yet", host)
     try:
-        plane = ControlPlane(directory, host=host, port=port)
+        plane = ControlPlane(directory, host=host, port=port, queue_config=config)
     except OSError as exc:
         typer.echo(f"error: cannot open the state store in {directory}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -155,12 +155,16 @@ def describe(
     registry = build_registry()
     kind_name, name = _split(kind_arg, name)
     kind = _kind(registry, kind_name)
+    from flotilla.cli.queue import DESCRIBE_SECTIONS  # here: flotilla.cli.queue imports this module
+
+    section = DESCRIBE_SECTIONS.get(kind.kind)
     with _client(server) as client:
         if name:
             objs = [client.get(kind, name, namespace)]
         else:
             objs = client.list(kind, (namespace or "default") if kind.namespaced else None)["items"]
-    typer.echo("\n\n".join(printers.describe(kind, o) for o in objs))
+        texts = [printers.describe(kind, o) + ("\n" + section(client, o) if section else "") for o in objs]
+    typer.echo("\n\n".join(texts))
 
 
 def delete(

@@ -234,13 +234,13 @@ class QuotaTree:
         for key in sorted(snapshot.workloads):
             info = snapshot.workloads[key]
             if info.admission is not None and info.admission.cluster_queue in cqs:
-                cq = info.admission.cluster_queue
-                tree.workloads[cq][key] = info
-                total = totals.setdefault(cq, {})
+                queue = info.admission.cluster_queue
+                tree.workloads[queue][key] = info
+                total = totals.setdefault(queue, {})
                 for fr, value in tree.usage_of(info).items():
                     total[fr] = total.get(fr, 0) + value
-        for cq, total in totals.items():
-            tree.add_usage(cq, total)
+        for queue, total in totals.items():
+            tree.add_usage(queue, total)
         return tree
 
     def usage_of(self, info: WorkloadInfo) -> Usage:

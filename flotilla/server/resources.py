@@ -10,7 +10,7 @@ import base64
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flotilla.api.errors import FieldIssue, ManifestError, ManifestErrors
 from flotilla.api.loader import decode, encode
@@ -55,6 +55,33 @@ def _normalize_secret(body: JSON) -> JSON:
     return body
 
 
+def _same_apart_from_status(old: JSON | None, saved: JSON) -> bool:
+    """Whether an apply left the object as it was. Status and resourceVersion are ignored: a
+    controller may have written status between the read of `old` and the apply."""
+    if old is None:
+        return False
+
+    def strip(obj: JSON) -> JSON:
+        meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+    return strip(old) == strip(saved)
+
+
+class WriteHook(Protocol):
+    """A mutating admission hook (like a Kubernetes mutating webhook) for some kinds.
+
+    `mutate` changes a validated object in place before it is stored; `old` is the stored object
+    on update, patch and apply of an existing object, None on create. Hooks run for writes made
+    through the service (API and CLI), not for controllers writing to the store directly, and
+    must keep the object valid.
+    """
+
+    kinds: frozenset[str]
+
+    def mutate(self, obj: JSON, old: JSON | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     kind: Kind
@@ -71,9 +98,28 @@ class ResourceService:
 
     DEFAULT_NAMESPACE = "default"
 
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(self, store: Store, registry: Registry, hooks: Iterable[WriteHook] = ()) -> None:
         self.store = store
         self.registry = registry
+        self.hooks: list[WriteHook] = list(hooks)
+
+    def add_hook(self, hook: WriteHook) -> None:
+        """Run `hook` on every write of its kinds from now on."""
+        self.hooks.append(hook)
+
+    def _mutate(self, kind: Kind, obj: JSON, old: JSON | None) -> None:
+        for hook in self.hooks:
+            if kind.kind in hook.kinds:
+                hook.mutate(obj, old)
+
+    def _current(self, kind: Kind, obj: JSON) -> JSON | None:
+        meta = obj.get("metadata") or {}
+        if not meta.get("name"):
+            return None
+        try:
+            return self.store.get(resource_type(kind), meta["name"], meta.get("namespace"))
+        except NotFound:
+            return None
 
     # -- helpers -----------------------------------------------------------------------------------
     def kind_for(self, group: str, version: str, plural: str) -> Kind:
@@ -145,11 +191,14 @@ class ResourceService:
         if namespace and kind.namespaced:
             obj["metadata"].setdefault("namespace", namespace)
         self._check_namespace(kind, obj)
+        self._mutate(kind, obj, None)
         return self.store.create(resource_type(kind), obj)
 
     def update(self, body: Any, kind: Kind | None = None) -> JSON:
         kind, obj = self.validate(body, kind)
         self._check_namespace(kind, obj)
+        if any(kind.kind in h.kinds for h in self.hooks):
+            self._mutate(kind, obj, self._current(kind, obj))
         return self.store.update(resource_type(kind), obj)
 
     def update_status(self, body: Any, kind: Kind | None = None) -> JSON:
@@ -170,7 +219,10 @@ class ResourceService:
             merged.setdefault("metadata", {})[fixed] = current["metadata"].get(fixed)
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         _, obj = self.validate(merged, kind)
-        return self.store.update_status(rt, obj) if subresource == "status" else self.store.update(rt, obj)
+        if subresource == "status":
+            return self.store.update_status(rt, obj)
+        self._mutate(kind, obj, current)
+        return self.store.update(rt, obj)
 
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> JSON:
         if kind.kind == "Namespace":
@@ -224,20 +276,15 @@ class ResourceService:
                 before[(kind.kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])] = self.store.get(
                     resource_type(kind), obj["metadata"]["name"], obj["metadata"].get("namespace")
                 )
+        for kind, obj in validated:
+            meta = obj["metadata"]
+            self._mutate(kind, obj, before.get((kind.kind, meta.get("namespace"), meta["name"])))
         stored = self.store.apply_many([(resource_type(k), o) for k, o in validated])
         results = []
         for (kind, obj), (saved, created) in zip(validated, stored, strict=True):
             key = (kind.kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
             old = before.get(key)
-            action = (
-                "created"
-                if created
-                else (
-                    "unchanged"
-                    if old is not None and old["metadata"]["resourceVersion"] == saved["metadata"]["resourceVersion"]
-                    else "configured"
-                )
-            )
+            action = "created" if created else ("unchanged" if _same_apart_from_status(old, saved) else "configured")
             results.append(ApplyResult(kind, saved, action))
         return results
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import uvicorn
 
 from flotilla.api.catalog import build_registry
+from flotilla.queue.controller import Policy, QueueController
+from flotilla.queue.types import QueueConfig
 from flotilla.server.app import create_app
 from flotilla.server.resources import ResourceService
 from flotilla.store import Store
@@ -38,11 +40,16 @@ def free_port(host: str = DEFAULT_HOST) -> int:
 
 @dataclass
 class ControlPlane:
-    """The store, the resource service and the HTTP app, wired together."""
+    """The store, the resource service, the queue controller and the HTTP app, wired together.
+
+    `queue_config` configures admission (Kueue semantics); `queue_policy` replaces the admission
+    policy (default: flotilla.queue.cycle.schedule, imported when the controller starts)."""
 
     data_dir: Path
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    queue_config: QueueConfig | None = None
+    queue_policy: Policy | None = None
     service: ResourceService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +57,9 @@ class ControlPlane:
         self.store = Store.open(self.data_dir / "state.db")
         self.service = ResourceService(self.store, build_registry())
         self.service.ensure_namespace("default")
+        self.queue = QueueController(self.service, self.queue_config, policy=self.queue_policy)
         self.app = create_app(self.service)
+        self.app.state.metrics.registry.register(self.queue.metrics)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -67,14 +76,17 @@ class ControlPlane:
     def serve(self, log_level: str = "info") -> None:
         """Serve in the foreground until interrupted (Ctrl-C or SIGTERM)."""
         self._server = uvicorn.Server(self._config(log_level))
+        self.queue.start()
         try:
             self._server.run()
         finally:
+            self.queue.stop()
             self.store.close()
 
     def start_in_thread(self, log_level: str = "warning") -> ControlPlane:
         """Serve on a background thread (tests, demo); returns once the port accepts connections."""
         self._server = uvicorn.Server(self._config(log_level))
+        self.queue.start()
         self._thread = threading.Thread(target=self._server.run, name="flotilla-api", daemon=True)
         self._thread.start()
         while not self._server.started:
@@ -88,6 +100,7 @@ class ControlPlane:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        self.queue.stop()
         self.store.close()
 
     def __enter__(self) -> ControlPlane:

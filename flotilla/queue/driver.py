@@ -1,0 +1,181 @@
+"""The driver's plumbing around the controller: the queue config file (`flotilla up
+--queue-config FILE`), the default policy, and the records of a pass (its objects, parked
+workloads, what it did).
+
+The config file holds QueueConfig's fields (Kueue's Configuration, the parts admission uses).
+Durations are seconds, or Go durations as Kueue writes them (`5m`, `1h30m`, `90s`). Errors name
+the file, the field path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from flotilla.api.errors import issues_from_validation
+from flotilla.queue import workloads as wls
+from flotilla.queue.build import ApiObjects
+from flotilla.queue.types import CycleContext, CycleResult, PendingDecision, QueueConfig, Snapshot
+
+JSON = dict[str, Any]
+Policy = Callable[[Snapshot, CycleContext], CycleResult]
+log = logging.getLogger("flotilla.queue")
+
+# The fields Kueue writes as durations.
+DURATION_FIELDS = (
+    ("waitForPodsReady", "timeout"),
+    ("admissionFairSharing", "usageHalfLifeTime"),
+    ("admissionFairSharing", "usageSamplingInterval"),
+)
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+class QueueConfigError(ValueError):
+    """A queue config file that cannot be used; the message names the file and every bad field."""
+
+
+def parse_duration(value: Any) -> Any:
+    """`5m` -> 300.0, `1h30m` -> 5400.0; anything else is returned as is for validation to judge."""
+    if not isinstance(value, str):
+        return value
+    parts = _PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return value
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def parse_queue_config(raw: Any, source: str) -> QueueConfig:
+    """Validate a loaded document; QueueConfigError lists every problem as `source: path: message`."""
+    if raw is None:
+        return QueueConfig()
+    if not isinstance(raw, dict):
+        raise QueueConfigError(f"{source}: expected a mapping of QueueConfig fields, got {type(raw).__name__}")
+    for section, name in DURATION_FIELDS:
+        if isinstance(raw.get(section), dict) and name in raw[section]:
+            raw[section][name] = parse_duration(raw[section][name])
+    try:
+        return QueueConfig.model_validate(raw)
+    except ValidationError as exc:
+        issues = issues_from_validation(QueueConfig, exc)
+        raise QueueConfigError("\n".join(f"{source}: {issue}" for issue in issues)) from None
+
+
+def load_queue_config(path: Path | str) -> QueueConfig:
+    """Read and validate a YAML queue config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise QueueConfigError(f"{path}: cannot read the queue config: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise QueueConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    return parse_queue_config(raw, str(path))
+
+
+# The kinds a pass reads, with the resource names the registry resolves.
+KINDS = {
+    "Job": "jobs",
+    "Workload": "workloads",
+    "ClusterQueue": "clusterqueues",
+    "LocalQueue": "localqueues",
+    "Cohort": "cohorts",
+    "ResourceFlavor": "resourceflavors",
+    "WorkloadPriorityClass": "workloadpriorityclasses",
+    "Namespace": "namespaces",
+}
+NAMESPACED = frozenset({"Job", "Workload", "LocalQueue"})
+MAX_CYCLES = 1000  # per pass; a bound, not a goal: a pass stops cycling once nothing changes
+
+
+def default_policy() -> Policy:
+    """flotilla.queue.cycle.schedule. Without it nothing is admitted and pending workloads say why."""
+    try:
+        schedule: Policy = importlib.import_module("flotilla.queue.cycle").schedule
+    except (ImportError, AttributeError) as exc:
+        log.error("the admission policy flotilla.queue.cycle.schedule is unavailable (%s): nothing is admitted", exc)
+        message = f"no admission policy is installed (flotilla.queue.cycle: {exc})"
+
+        def nothing(snapshot: Snapshot, ctx: CycleContext) -> CycleResult:
+            pending = [k for k, w in snapshot.workloads.items() if w.admission is None]
+            return CycleResult(pending=tuple(PendingDecision(k, message, "never") for k in pending))
+
+        return nothing
+    return schedule
+
+
+@dataclass
+class Park:
+    """A workload set aside until a capacity event (BestEffortFIFO), or a timed retry."""
+
+    since: float
+    timed: bool
+    generation: int
+
+
+@dataclass
+class PassReport:
+    """What one pass did (for tests, logs and the simulator)."""
+
+    admitted: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    writes: int = 0
+    conflicts: int = 0
+    next_wakeup: float | None = None
+
+
+class World:
+    """The objects of one pass, by kind and key, kept current as the pass writes."""
+
+    def __init__(self, objects: Mapping[str, list[JSON]]) -> None:
+        self.by_kind = {kind: {self.key(kind, o): o for o in items} for kind, items in objects.items()}
+        self._jobs_by_uid: dict[tuple[str, str], JSON] | None = None
+
+    def job_by_uid(self, namespace: str, uid: str | None) -> JSON | None:
+        """The Job with this uid (Workloads name their Job's uid in ownerReferences)."""
+        if self._jobs_by_uid is None:
+            jobs = self.by_kind["Job"].values()
+            self._jobs_by_uid = {(j["metadata"]["namespace"], j["metadata"].get("uid", "")): j for j in jobs}
+        return self._jobs_by_uid.get((namespace, uid or ""))
+
+    @staticmethod
+    def key(kind: str, obj: Mapping[str, Any]) -> str:
+        return wls.key(obj) if kind in NAMESPACED else str(obj["metadata"]["name"])
+
+    def current(self, kind: str, obj: Mapping[str, Any]) -> JSON | None:
+        return self.by_kind[kind].get(self.key(kind, obj))
+
+    def put(self, kind: str, obj: JSON) -> None:
+        self.by_kind[kind][self.key(kind, obj)] = obj
+        if kind == "Job":
+            self._jobs_by_uid = None
+
+    def remove(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self.by_kind[kind].pop(self.key(kind, obj), None)
+        if kind == "Job":
+            self._jobs_by_uid = None
+
+    def objs(self) -> ApiObjects:
+        k = self.by_kind
+        return ApiObjects(
+            cluster_queues=k["ClusterQueue"],
+            cohorts=k["Cohort"],
+            flavors=k["ResourceFlavor"],
+            local_queues=k["LocalQueue"],
+            workloads=k["Workload"],
+            priority_classes=k["WorkloadPriorityClass"],
+            namespaces=k["Namespace"],
+        )
