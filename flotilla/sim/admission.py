@@ -72,6 +72,8 @@ class AdmissionSimulation:
         self.records: dict[str, WorkloadRecord] = {}
         self._pending: dict[str, list[tuple[int, float, str]]] = defaultdict(list)  # cq -> sorted keys
         self._parked: dict[str, set[str]] = defaultdict(set)
+        self._parked_queues: dict[str, set[str]] = defaultdict(set)  # cohort root -> queues with parked work
+        self._roots: dict[str, str] = {}
         self._admitted: dict[str, WorkloadInfo] = {}
         self._usage: dict[str, float] = defaultdict(float)  # cq -> admitted milli-units (all resources)
         self._usage_integral: dict[str, float] = defaultdict(float)
@@ -127,19 +129,20 @@ class AdmissionSimulation:
         self._usage_since = now
 
     def _cohort_root(self, cq: str) -> str:
-        node = self.cluster_queues[cq].cohort if cq in self.cluster_queues else None
-        if node is None:
-            return f"cq:{cq}"
-        while (parent := self.cohorts.get(node)) is not None and parent.parent:
-            node = parent.parent
-        return node
+        if cq not in self._roots:
+            node = self.cluster_queues[cq].cohort if cq in self.cluster_queues else None
+            if node is None:
+                self._roots[cq] = f"cq:{cq}"
+            else:
+                while (parent := self.cohorts.get(node)) is not None and parent.parent:
+                    node = parent.parent
+                self._roots[cq] = node
+        return self._roots[cq]
 
     def _capacity_event(self, cq: str) -> None:
         """A workload left `cq`: parked workloads in its cohort tree may fit now."""
-        root = self._cohort_root(cq)
-        for other, parked in self._parked.items():
-            if parked and self._cohort_root(other) == root:
-                parked.clear()
+        for other in self._parked_queues.pop(self._cohort_root(cq), set()):
+            self._parked[other].clear()
 
     # -- the cycle ------------------------------------------------------------------------------
     def _snapshot(self) -> Snapshot:
@@ -191,6 +194,7 @@ class AdmissionSimulation:
             if key not in parked and self.records[key].equivalence == rec.equivalence:
                 parked.add(key)
         parked.add(rec.workload.key)
+        self._parked_queues[self._cohort_root(cq)].add(cq)
         return True
 
     def _admit(self, key: str, admission: AdmissionRecord) -> None:
