@@ -302,6 +302,52 @@ def local_queue_usage(lq: Mapping[str, Any], penalty: Mapping[str, float] | None
 InfoCache = dict[tuple[str, str, str, bool], WorkloadInfo]
 
 
+@dataclass(frozen=True)
+class QueueSnapshots:
+    """The parts of a snapshot that change only when queues, cohorts, flavors or namespaces do."""
+
+    cluster_queues: Mapping[str, ClusterQueueSnapshot]
+    cohorts: Mapping[str, CohortSnapshot]
+    flavors: Mapping[str, FlavorSnapshot]
+    namespace_labels: Mapping[str, Mapping[str, str]]
+    # Every LocalQueue -> whether a pending workload may be admitted through it (not stopped, its
+    # ClusterQueue exists and is active).
+    open_queues: Mapping[str, bool]
+
+
+def queue_snapshots(objs: ApiObjects) -> QueueSnapshots:
+    active = {n: cluster_queue_inactive(cq, objs.flavors) is None for n, cq in objs.cluster_queues.items()}
+    return QueueSnapshots(
+        cluster_queues={n: cluster_queue_snapshot(cq, objs.flavors) for n, cq in objs.cluster_queues.items()},
+        cohorts=cohort_snapshots(objs),
+        flavors={n: flavor_snapshot(rf) for n, rf in objs.flavors.items()},
+        namespace_labels={n: dict(ns["metadata"].get("labels") or {}) for n, ns in objs.namespaces.items()},
+        open_queues={
+            k: wls.stop_policy(lq) == "None" and bool(active.get(lq["spec"]["clusterQueue"]))
+            for k, lq in objs.local_queues.items()
+        },
+    )
+
+
+def local_queue_snapshots(
+    objs: ApiObjects, penalties: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, LocalQueueSnapshot]:
+    """LocalQueues with their fair-sharing usage (status plus `penalties`, "namespace/name" ->
+    resource -> milli-units)."""
+    penalties = penalties or {}
+    return {
+        k: LocalQueueSnapshot(
+            namespace=lq["metadata"]["namespace"],
+            name=lq["metadata"]["name"],
+            cluster_queue=lq["spec"]["clusterQueue"],
+            stop_policy=lq["spec"].get("stopPolicy", "None"),
+            fair_weight=_weight(lq["spec"]),
+            usage=local_queue_usage(lq, penalties.get(k)),
+        )
+        for k, lq in objs.local_queues.items()
+    }
+
+
 def build_snapshot(
     objs: ApiObjects,
     config: QueueConfig,
@@ -313,28 +359,10 @@ def build_snapshot(
     or hold quota. Workloads whose queue is missing, stopped or inactive are left out: the driver
     reports them Inadmissible itself. `parked` workloads are marked so; `penalties` add to the
     LocalQueues' fair-sharing usage ("namespace/name" -> resource -> milli-units). `cache` keeps
-    WorkloadInfos by resourceVersion between calls (a driver cycling many times in one pass)."""
-    penalties = penalties or {}
+    WorkloadInfos by resourceVersion between calls."""
     cache = {} if cache is None else cache
     classes = _text(sorted((n, c.get("value")) for n, c in objs.priority_classes.items()))
-    active = {n: cluster_queue_inactive(cq, objs.flavors) is None for n, cq in objs.cluster_queues.items()}
-    # LocalQueues a pending workload may be admitted through: not stopped, ClusterQueue active.
-    open_queues = {
-        k
-        for k, lq in objs.local_queues.items()
-        if wls.stop_policy(lq) == "None" and active.get(lq["spec"]["clusterQueue"])
-    }
-    local_queues = {
-        k: LocalQueueSnapshot(
-            namespace=lq["metadata"]["namespace"],
-            name=lq["metadata"]["name"],
-            cluster_queue=lq["spec"]["clusterQueue"],
-            stop_policy=lq["spec"].get("stopPolicy", "None"),
-            fair_weight=_weight(lq["spec"]),
-            usage=local_queue_usage(lq, penalties.get(k)),
-        )
-        for k, lq in objs.local_queues.items()
-    }
+    queues = queue_snapshots(objs)
     workloads: dict[str, WorkloadInfo] = {}
     for k, wl in objs.workloads.items():
         cache_key = (k, str(wl["metadata"].get("resourceVersion")), classes, k in parked)
@@ -343,57 +371,17 @@ def build_snapshot(
             if not wls.holds_quota(wl) and not wls.is_pending(wl):
                 continue
             info = cache[cache_key] = workload_info(wl, objs, config, k in parked)
-        if info.admission is not None or f"{info.namespace}/{info.local_queue}" in open_queues:
+        if info.admission is not None or queues.open_queues.get(f"{info.namespace}/{info.local_queue}"):
             workloads[k] = info
     return Snapshot(
-        cluster_queues={n: cluster_queue_snapshot(cq, objs.flavors) for n, cq in objs.cluster_queues.items()},
-        cohorts=cohort_snapshots(objs),
-        flavors={n: flavor_snapshot(rf) for n, rf in objs.flavors.items()},
-        local_queues=local_queues,
+        cluster_queues=queues.cluster_queues,
+        cohorts=queues.cohorts,
+        flavors=queues.flavors,
+        local_queues=local_queue_snapshots(objs, penalties),
         workloads=workloads,
-        namespace_labels={n: dict(ns["metadata"].get("labels") or {}) for n, ns in objs.namespaces.items()},
+        namespace_labels=queues.namespace_labels,
     )
-
-
-# -- capacity events -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CapacityState:
-    """What decides whether parked workloads may fit now: the specs of queues, cohorts, flavors and
-    namespace labels, and which workloads hold quota in each ClusterQueue."""
-
-    specs: Mapping[str, str]
-    holders: Mapping[str, frozenset[str]]
 
 
 def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def capacity_state(objs: ApiObjects) -> CapacityState:
-    specs = {f"lq/{k}": _text(lq.get("spec")) for k, lq in objs.local_queues.items()}
-    specs["cluster"] = _text(
-        [
-            sorted((n, cq.get("spec")) for n, cq in objs.cluster_queues.items()),
-            sorted((n, c.get("spec")) for n, c in objs.cohorts.items()),
-            sorted((n, f.get("spec")) for n, f in objs.flavors.items()),
-            sorted((n, ns["metadata"].get("labels")) for n, ns in objs.namespaces.items()),
-        ]
-    )
-    holders: dict[str, set[str]] = {}
-    for k, wl in objs.workloads.items():
-        if wls.holds_quota(wl):
-            holders.setdefault(wl["status"]["admission"]["clusterQueue"], set()).add(f"{k}@{wl['metadata'].get('uid')}")
-    return CapacityState(specs, {cq: frozenset(ws) for cq, ws in holders.items()})
-
-
-def capacity_events(before: CapacityState | None, after: CapacityState, objs: ApiObjects) -> set[str] | None:
-    """The cohort trees (see `cohort_root`) where capacity may have appeared since `before`: a
-    workload released quota (finished, deleted, evicted) or a LocalQueue changed. None means
-    everywhere: a ClusterQueue, cohort, flavor or namespace changed (or there is no `before`)."""
-    if before is None or before.specs.get("cluster") != after.specs.get("cluster"):
-        return None
-    roots = {cohort_root(cq, objs) for cq, held in before.holders.items() if held - after.holders.get(cq, frozenset())}
-    for k, spec in after.specs.items():
-        if k.startswith("lq/") and before.specs.get(k) != spec:
-            roots.add(cohort_root(str(objs.local_queues[k[3:]]["spec"]["clusterQueue"]), objs))
-    return roots

@@ -1,55 +1,73 @@
 """The embedded Kueue driver: reconcile Jobs and Workloads, run the admission policy, write results.
 
-One pass (`run_once`) reads every object admission cares about, then, as Kueue's controllers do:
-reconciles Jobs (suspend, create Workloads, start admitted ones, stop evicted ones) and Workloads
-(deactivation, backoff, stopped queues, PodsReady timeouts); notices capacity events (quota
-released, queues, cohorts or flavors changed) that unpark BestEffortFIFO workloads; runs
-scheduling cycles `policy(snapshot, ctx)` while some workload can be considered and the last cycle
-changed something (the policy offers one head per ClusterQueue a cycle), carrying out each
-cycle's decisions and reconciling after it (start the admitted, stop the evicted); and writes
-ClusterQueue and LocalQueue status. A write that would change nothing is skipped, so a settled system makes no
-writes and the background loop sleeps until the store changes or a deadline (a backoff, a
-PodsReady timeout, a parked retry, a fair-sharing sample) comes.
+The controller keeps an in-memory copy of every object admission reads (`informer.Informer`: list
+once, then the store's watch) and indexes over its Workloads (`index.WorkloadIndex`: pending
+queues, parking, quota holders, queue counts), so a pass costs what changed, not what exists.
 
-`start()` runs passes on a thread, woken by the store's watch (debounced). Tests and the
-simulator call `run_once()` with an injected clock instead.
+One pass (`run_once`), as Kueue's controllers do: takes in the watch's events; reconciles the Jobs
+and Workloads that changed (suspend, create Workloads, start admitted ones, stop evicted ones;
+deactivation, backoff, stopped queues, PodsReady timeouts), every one of them when a queue, cohort,
+flavor, namespace or priority class changed, and those whose deadline came; unparks BestEffortFIFO
+workloads on capacity events (quota released in their cohort tree, queues, cohorts or flavors
+changed); runs scheduling cycles `policy(snapshot, ctx)` while the last one changed something,
+carrying out each cycle's decisions and reconciling what it touched; and writes ClusterQueue and
+LocalQueue status. A write that would change nothing is skipped, so a settled system makes no
+writes and the background loop sleeps until the store changes or a deadline (a backoff, a PodsReady
+timeout, a parked retry, a fair-sharing sample) comes.
+
+The snapshot a cycle gets holds the workloads that hold quota and, per open LocalQueue, its first
+pending workload in queue order that is neither parked nor backing off: the policy offers one head
+per ClusterQueue, the first by that order, so it needs no other. A head that does not fit is parked
+with the scheduling-equivalent workloads of its LocalQueue (Kueue's SchedulingEquivalenceHashing).
+
+`start()` runs passes on a thread, woken by the watch (debounced). Tests and the simulator call
+`run_once()` with an injected clock instead.
 """
 
 from __future__ import annotations
 
-import copy
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flotilla.api.errors import ManifestErrors
 from flotilla.queue import jobs
 from flotilla.queue import workloads as wls
-from flotilla.queue.build import (
-    ApiObjects,
-    CapacityState,
-    InfoCache,
-    build_snapshot,
-    capacity_events,
-    capacity_state,
-    cohort_root,
-    is_candidate,
-)
-from flotilla.queue.driver import KINDS, MAX_CYCLES, Park, PassReport, Policy, World, default_policy, log
-from flotilla.queue.fairsharing import entry_penalty
+from flotilla.queue.build import ApiObjects, QueueSnapshots, queue_snapshots
+from flotilla.queue.cycles import CycleRunner
+from flotilla.queue.driver import KINDS, MAX_CYCLES, PassReport, Policy, default_policy, log
+from flotilla.queue.index import WorkloadIndex
+from flotilla.queue.informer import Informer
 from flotilla.queue.metrics import QueueMetrics
-from flotilla.queue.status import QueueView, queue_statuses, queue_view, reconcile_workload
-from flotilla.queue.types import AdmissionRecord, CycleContext, QueueConfig
+from flotilla.queue.status import QueueView, queue_statuses, reconcile_workload
+from flotilla.queue.types import QueueConfig
 from flotilla.server.resources import ResourceService, resource_type
-from flotilla.store import AlreadyExists, Conflict, Gone, NotFound, Watch
+from flotilla.store import AlreadyExists, Conflict, NotFound
 
 JSON = dict[str, Any]
 __all__ = ["Policy", "QueueController"]
+_QUOTA_KINDS = frozenset({"ClusterQueue", "Cohort", "ResourceFlavor"})
 
 
-class QueueController:
+def _config_part(obj: JSON | None) -> Any:
+    """An object less its status and resourceVersion: what a change of configuration changes."""
+    if obj is None:
+        return None
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def _labels(obj: JSON | None) -> Any:
+    return None if obj is None else (obj.get("metadata") or {}).get("labels")
+
+
+def _spec(obj: JSON | None) -> Any:
+    return None if obj is None else obj.get("spec")
+
+
+class QueueController(CycleRunner):
     """Kueue semantics on the embedded control plane (see the module docstring).
 
     Creating it installs the Job hook on `service`: managed Jobs are suspended when created."""
@@ -74,8 +92,18 @@ class QueueController:
         self._rng = rng or random.Random()
         self._debounce = debounce
         self._types = {k: resource_type(service.registry.resolve(plural)) for k, plural in KINDS.items()}
-        self._parked: dict[str, Park] = {}
-        self._capacity: CapacityState | None = None
+        self._informer = Informer(self._store, self._types, self._on_change)
+        self._objs = self._api_objects()
+        self._index = WorkloadIndex(self._objs, self.config)
+        self._queues: QueueSnapshots | None = None  # None: queues changed, derive again
+        self._dirty: dict[str, set[str]] = {"Workload": set(), "Job": set()}  # to reconcile
+        self._timers: dict[str, float] = {}  # workload -> when it needs another look
+        self._jobs_by_uid: dict[tuple[str, str], str] = {}
+        self._owned: dict[tuple[str, str], set[str]] = {}  # Job (namespace, uid) -> its Workloads
+        self._capacity_everywhere = True  # the next unpark frees every parked workload
+        self._changed_local_queues: set[str] = set()
+        # (kind, key) -> (resourceVersion, counts) its status was last made from
+        self._status_basis: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._penalties: dict[str, dict[str, float]] = {}  # admission fair sharing, until the next sample
         self._view: tuple[QueueView, ApiObjects] | None = None
         self._next_wakeup: float | None = None
@@ -83,7 +111,6 @@ class QueueController:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watch: Watch | None = None
         self.metrics.follow(lambda: self._view)
         service.add_hook(jobs.JobDefaulter(self.config, self._local_queue_exists))
 
@@ -100,8 +127,6 @@ class QueueController:
     def stop(self) -> None:
         """Stop the background thread (a pass under way finishes first)."""
         self._stopping.set()
-        if self._watch is not None:
-            self._watch.close()  # wakes the loop within the store's poll interval
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
@@ -109,7 +134,7 @@ class QueueController:
     @property
     def parked(self) -> frozenset[str]:
         """Workloads set aside until a capacity event ("namespace/name")."""
-        return frozenset(self._parked)
+        return self._index.pending.parked_keys()
 
     @property
     def next_wakeup(self) -> float | None:
@@ -123,39 +148,124 @@ class QueueController:
             return False
         return True
 
+    # -- the cache and what it feeds ---------------------------------------------------------------
+    def _api_objects(self) -> ApiObjects:
+        o = self._informer.objects
+        return ApiObjects(
+            cluster_queues=o["ClusterQueue"],
+            cohorts=o["Cohort"],
+            flavors=o["ResourceFlavor"],
+            local_queues=o["LocalQueue"],
+            workloads=o["Workload"],
+            priority_classes=o["WorkloadPriorityClass"],
+            namespaces=o["Namespace"],
+        )
+
+    def _on_change(self, kind: str, key: str, old: JSON | None, new: JSON | None) -> None:
+        """Every change to the cache: keep the indexes, and note what to reconcile or unpark."""
+        if kind == "Workload":
+            self._index.update(key, new)
+            self._dirty["Workload"].add(key)
+            self._link_owner(key, old, -1)
+            self._link_owner(key, new, +1)
+            if new is None:
+                self._timers.pop(key, None)
+        elif kind == "Job":
+            self._dirty["Job"].add(key)
+            for obj, sign in ((old, -1), (new, +1)):
+                if obj is not None:
+                    self._link_job(key, obj, sign)
+        elif _config_part(old) != _config_part(new):
+            self._queues = None  # derive snapshots, indexes and Workload state again
+            if kind == "LocalQueue" and new is not None and _spec(old) != _spec(new):
+                self._changed_local_queues.add(key)
+            elif (kind in _QUOTA_KINDS and _spec(old) != _spec(new)) or (
+                kind == "Namespace" and (old is None or new is None or _labels(old) != _labels(new))
+            ):
+                self._capacity_everywhere = True
+
+    def _link_owner(self, key: str, wl: JSON | None, sign: int) -> None:
+        uid = None if wl is None else jobs.owner_uid(wl)
+        if wl is None or uid is None:
+            return
+        owner = (wl["metadata"]["namespace"], uid)
+        if sign > 0:
+            self._owned.setdefault(owner, set()).add(key)
+        elif owner in self._owned:
+            self._owned[owner].discard(key)
+
+    def _link_job(self, key: str, job: JSON, sign: int) -> None:
+        owner = (job["metadata"]["namespace"], str(job["metadata"].get("uid", "")))
+        if sign > 0:
+            self._jobs_by_uid[owner] = key
+        elif self._jobs_by_uid.get(owner) == key:
+            del self._jobs_by_uid[owner]
+            self._dirty["Workload"].update(self._owned.get(owner, ()))  # orphans now
+
+    def _rebuild(self) -> None:
+        """After a relist or a change of queues: derive every index again."""
+        self._objs = self._index.objs = self._api_objects()
+        self._index.rebuild()
+        self._jobs_by_uid.clear()
+        self._owned.clear()
+        for key, job in self._objs_of("Job").items():
+            self._link_job(key, job, +1)
+        for key, wl in self._objs.workloads.items():
+            self._link_owner(key, wl, +1)
+        self._timers = {k: at for k, at in self._timers.items() if k in self._objs.workloads}
+
+    def _objs_of(self, kind: str) -> dict[str, JSON]:
+        return self._informer.objects[kind]
+
+    def _take_dirty(self) -> tuple[set[str], set[str]]:
+        taken = self._dirty["Workload"], self._dirty["Job"]
+        self._dirty = {"Workload": set(), "Job": set()}
+        return taken
+
     # -- one pass ----------------------------------------------------------------------------------
     def run_once(self) -> PassReport:
-        """Reconcile everything and run scheduling cycles until they change nothing; report what happened."""
+        """Take in what changed, reconcile it, and run scheduling cycles until they change nothing;
+        report what happened."""
         with self._lock:
             if self._policy is None:
                 self._policy = default_policy()
             now = self._clock()
             report = PassReport()
             self._retry = False
-            world = World({k: self._store.list(rt)[0] for k, rt in self._types.items()})
-            self._infos: InfoCache = {}  # WorkloadInfos by resourceVersion, for this pass's cycles
+            listed = self._informer.sync()
+            self._capacity_everywhere |= listed  # nothing tells what changed: every queue may have room
+            full = listed or self._queues is None
+            if full:
+                self._status_basis.clear()
+                self._rebuild()
+                self._queues = queue_snapshots(self._objs)
+            due = [k for k, at in self._timers.items() if at <= now]
+            self._dirty["Workload"].update(due)
             wakes: list[float] = []
-            self._reconcile(world, now, report, wakes)
-            self._unpark(world.objs(), now)
+            self._reconcile(now, report, wakes, full)
+            self._unpark(now)
             # The policy offers one head per ClusterQueue a cycle: cycle while heads change (one
             # was admitted, parked or made room by preempting), reconciling in between.
             for _ in range(MAX_CYCLES):
-                touched: set[str] = set()
-                progressed = self._cycle(world, now, report, touched)
-                self._reconcile(world, now, report, wakes, touched)
+                progressed = self._cycle(now, report)
+                self._reconcile(now, report, wakes)
                 if not progressed:
                     break
-            self._queue_statuses(world, now, report, wakes)
-            retry = self.config.inadmissibleRetrySeconds
-            wakes += [p.since + retry for p in self._parked.values() if p.timed]
+            self._queue_statuses(now, report, wakes)
+            wakes += self._timers.values()
+            retry = self._index.pending.next_retry()
+            if retry is not None:
+                wakes.append(retry)
             self._next_wakeup = now if self._retry else min(wakes, default=None)
             report.next_wakeup = self._next_wakeup
             return report
 
-    def _write(self, world: World, write: jobs.Write, report: PassReport) -> JSON | None:
+    def _write(self, write: jobs.Write, report: PassReport) -> JSON | None:
         """Carry out one write; on a conflict (someone changed the object) the next pass retries."""
         rt, obj = self._types[write.kind], write.obj
         meta = obj["metadata"]
+        items = self._objs_of(write.kind)
+        key = wls.key(obj) if rt.namespaced else str(meta["name"])
         try:
             if write.op == "create":
                 _, obj = self._service.validate(obj)  # the Workloads Flotilla makes are validated too
@@ -163,237 +273,189 @@ class QueueController:
             elif write.op == "update":
                 saved = self._store.update(rt, obj)
             elif write.op == "status":
-                current = world.current(write.kind, obj) or obj
+                current = items.get(key) or obj
                 saved = self._store.update_status(rt, {**current, "status": obj.get("status") or {}})
             else:
-                self._store.delete(rt, meta["name"], meta.get("namespace"))
-                world.remove(write.kind, obj)
+                gone = self._store.delete(rt, meta["name"], meta.get("namespace"))
                 report.writes += 1
+                if gone["metadata"].get("deletionTimestamp") and gone["metadata"].get("finalizers"):
+                    self._informer.put(write.kind, gone)  # only marked: finalizers hold it
+                else:
+                    self._informer.remove(write.kind, gone)
                 return None
         except (Conflict, NotFound, AlreadyExists) as exc:
             log.debug("%s %s %s: %s (retrying)", write.op, write.kind, meta.get("name"), exc)
             report.conflicts += 1
             self._retry = True
+            if write.kind in self._dirty:
+                self._dirty[write.kind].add(key)
             return None
         except ManifestErrors as exc:
             log.error("cannot create %s %s: %s", write.kind, wls.key(obj), exc)
             return None
-        before = world.current(write.kind, saved)
+        before = items.get(key)
         if before is None or before["metadata"].get("resourceVersion") != saved["metadata"].get("resourceVersion"):
             report.writes += 1
-        world.put(write.kind, saved)
+        self._informer.put(write.kind, saved)
         return saved
 
     # -- reconcilers ---------------------------------------------------------------------------------
-    def _reconcile(
-        self, world: World, now: float, report: PassReport, wakes: list[float], only: set[str] | None = None
-    ) -> None:
+    def _reconcile(self, now: float, report: PassReport, wakes: list[float], full: bool = False) -> None:
         """Jobs, then Workloads and Jobs again while that changes something (a released workload
-        may now be Inadmissible, an evicted one's Job must stop), at most three rounds. `only`:
-        the workloads ("namespace/name") a cycle touched, and their Jobs; None for all."""
-        self._reconcile_jobs(world, now, report, only)
+        may now be Inadmissible, an evicted one's Job must stop), at most three rounds: those that
+        changed since the last reconcile (their own writes included), or every one when `full`.
+        What the last round wrote is reconciled by the next call."""
+        workloads, job_keys = self._take_dirty()
+        if full:
+            workloads, job_keys = set(self._objs.workloads), set(self._objs_of("Job"))
+        self._reconcile_jobs(now, report, workloads, job_keys, full)
         for _ in range(3):
             writes = report.writes
-            objs = world.objs()
-            keys = list(objs.workloads) if only is None else [k for k in only if k in objs.workloads]
-            for k in keys:
-                self._reconcile_workload(world, objs.workloads[k], objs, now, report, wakes)
-            self._reconcile_jobs(world, now, report, only)
+            more_workloads, more_jobs = self._take_dirty()
+            workloads |= more_workloads
+            job_keys |= more_jobs
+            for k in sorted(workloads):
+                wl = self._objs.workloads.get(k)
+                if wl is not None:
+                    self._reconcile_workload(k, wl, now, report, wakes)
+            self._reconcile_jobs(now, report, workloads | self._dirty["Workload"], job_keys, full)
             if report.writes == writes:
                 return
 
-    def _reconcile_workload(
-        self, world: World, wl: JSON, objs: ApiObjects, now: float, report: PassReport, wakes: list[float]
-    ) -> None:
-        result = reconcile_workload(wl, objs.queue_context(wl), self.config, now)
+    def _reconcile_workload(self, key: str, wl: JSON, now: float, report: PassReport, wakes: list[float]) -> None:
+        if wls.is_finished(wl) and not (wls.is_evicted(wl) and wls.has_quota_reservation(wl)):
+            self._timers.pop(key, None)  # the workload controller leaves finished workloads alone
+            return
+        result = reconcile_workload(wl, self._objs.queue_context(wl), self.config, now)
         body = result.workload
         if jobs.owner_uid(body) is None and wls.is_evicted(body) and wls.has_quota_reservation(body):
             result.status_changed |= wls.release_after_eviction(body, now)  # no Job to stop first
         if result.spec_changed:
-            self._write(world, jobs.Write("update", "Workload", body), report)
+            self._write(jobs.Write("update", "Workload", body), report)
         if result.status_changed:
-            self._write(world, jobs.Write("status", "Workload", body), report)
+            self._write(jobs.Write("status", "Workload", body), report)
         if result.evicted is not None:
             self.metrics.evicted.labels(*result.evicted).inc()
         if result.wake_at is not None:
+            self._timers[key] = result.wake_at
             wakes.append(result.wake_at)
-
-    def _reconcile_jobs(self, world: World, now: float, report: PassReport, only: set[str] | None) -> None:
-        objs = world.objs()
-        ctx = jobs.JobContext(self.config, now, objs.flavors, objs.priority_classes)
-        if only is None:
-            all_jobs, workloads = list(world.by_kind["Job"].values()), list(objs.workloads.values())
         else:
-            workloads = [objs.workloads[k] for k in only if k in objs.workloads]
-            owners = (world.job_by_uid(w["metadata"]["namespace"], jobs.owner_uid(w)) for w in workloads)
-            all_jobs = [j for j in owners if j is not None]
-        for write in jobs.plan(all_jobs, workloads, ctx, delete_orphans=only is None):
-            self._write(world, write, report)
+            self._timers.pop(key, None)
+
+    def _reconcile_jobs(
+        self, now: float, report: PassReport, workload_keys: Iterable[str], job_keys: Iterable[str], full: bool
+    ) -> None:
+        """The Jobs given and those owning the Workloads given, with all their Workloads; given
+        every Job (`full`), also delete Workloads whose Job is gone; otherwise do that for the
+        Workloads given."""
+        objs, all_jobs = self._objs, self._objs_of("Job")
+        ctx = jobs.JobContext(self.config, now, objs.flavors, objs.priority_classes)
+        if full:
+            for write in jobs.plan(list(all_jobs.values()), list(objs.workloads.values()), ctx):
+                self._write(write, report)
+            return
+        chosen = {k: all_jobs[k] for k in job_keys if k in all_jobs}
+        keys = {k for k in workload_keys if k in objs.workloads}
+        for job in list(chosen.values()):
+            keys |= self._owned.get((job["metadata"]["namespace"], str(job["metadata"].get("uid", ""))), set())
+        orphans = []
+        for k in sorted(keys):
+            wl = objs.workloads[k]
+            uid = jobs.owner_uid(wl)
+            owner = None if uid is None else self._jobs_by_uid.get((wl["metadata"]["namespace"], uid))
+            if owner is not None:
+                chosen[owner] = all_jobs[owner]
+            elif uid is not None:
+                orphans.append(wl)
+        owned = [objs.workloads[k] for k in sorted(keys)]
+        writes = jobs.plan([chosen[k] for k in sorted(chosen)], owned, ctx, delete_orphans=False)
+        for write in writes + [jobs.Write("delete", "Workload", dict(w)) for w in orphans]:
+            self._write(write, report)
 
     # -- parking -------------------------------------------------------------------------------------
-    def _unpark(self, objs: ApiObjects, now: float) -> None:
-        """Requeue parked workloads whose cohort tree saw a capacity event, whose spec changed, or
-        whose timed retry (inadmissibleRetrySeconds) is due."""
-        state = capacity_state(objs)
-        roots = capacity_events(self._capacity, state, objs)
-        self._capacity = state
-        for k, park in list(self._parked.items()):
-            wl = objs.workloads.get(k)
-            cq = objs.cluster_queue_name_of(wl) if wl is not None else None
-            if (
-                wl is None
-                or roots is None
-                or wl["metadata"].get("generation", 0) != park.generation
-                or (cq is not None and cohort_root(cq, objs) in roots)
-                or (park.timed and now >= park.since + self.config.inadmissibleRetrySeconds)
-            ):
-                del self._parked[k]
+    def _unpark(self, now: float) -> None:
+        """Requeue parked workloads whose cohort tree saw a capacity event (quota released there,
+        their LocalQueue changed; everywhere when a ClusterQueue, cohort, flavor or namespace
+        changed), or whose timed retry (inadmissibleRetrySeconds) is due. (A parked workload
+        whose spec changes is requeued at once.)"""
+        pending, objs = self._index.pending, self._objs
+        released = self._index.take_released()
+        if self._capacity_everywhere:
+            pending.unpark_queues(None)
+        else:
+            cqs = set(released)
+            cqs.update(objs.local_queues[k]["spec"]["clusterQueue"] for k in self._changed_local_queues)
+            roots = {self._cohort_root(cq) for cq in cqs}
+            pending.unpark_queues(q for q in pending.parked_queues if self._root_of_queue(q) in roots)
+        self._capacity_everywhere = False
+        self._changed_local_queues.clear()
+        pending.retry_due(now)
 
-    # -- the scheduling cycle --------------------------------------------------------------------------
-    def _blocked(self, objs: ApiObjects) -> bool:
-        """waitForPodsReady.blockAdmission: an admitted workload is not PodsReady yet."""
-        cfg = self.config.waitForPodsReady
-        return (
-            cfg.enable
-            and cfg.blockAdmission
-            and any(wls.holds_quota(w) and not wls.is_true(w, wls.PODS_READY) for w in objs.workloads.values())
-        )
-
-    def _cycle(self, world: World, now: float, report: PassReport, touched: set[str]) -> bool:
-        """One scheduling cycle; True if it changed what the next cycle would see. The workloads
-        it wrote go to `touched`."""
-        objs = world.objs()
-        snapshot = build_snapshot(objs, self.config, frozenset(self._parked), self._penalties, self._infos)
-        waiting = (w for w in snapshot.workloads.values() if w.admission is None)
-        if self._policy is None or not any(not w.parked and w.eligible_at <= now for w in waiting):
-            return False
-        progressed = False
-        result = self._policy(snapshot, CycleContext(now=now, rng=self._rng, config=self.config))
-        touched.update(p.victim for p in result.preempted)
-        touched.update(e.workload for e in result.evicted)
-        touched.update(a.workload for a in result.admitted)
-        touched.update(d.workload for d in result.pending)
-        for p in result.preempted:
-            preemption = (p.preemptor, p.reason)
-            progressed |= self._evict(world, p.victim, wls.EVICTED_BY_PREEMPTION, p.message, now, report, preemption)
-        for e in result.evicted:
-            progressed |= self._evict(world, e.workload, e.reason, e.message, now, report)
-        for a in result.admitted:
-            wl = world.by_kind["Workload"].get(a.workload)
-            if wl is None or not is_candidate(wl, world.objs()):
-                continue
-            body = copy.deepcopy(wl)
-            if self._blocked(world.objs()):
-                wls.unset_quota_reservation(body, wls.WAITING, wls.MSG_WAITING_PODS_READY, now)
-                self._write(world, jobs.Write("status", "Workload", body), report)
-                continue
-            wls.set_quota_reservation(body, wls.admission_json(a.admission), now)
-            if self._write(world, jobs.Write("status", "Workload", body), report) is not None:
-                self._admitted(wl, a.admission, now, report)
-                progressed = True
-        for d in result.pending:
-            wl = world.by_kind["Workload"].get(d.workload)
-            if wl is None or not is_candidate(wl, world.objs()) or wls.requeue_at(wl) > now:
-                continue  # gone, admitted, or backing off (keeping its eviction's message)
-            body = copy.deepcopy(wl)
-            if wls.unset_quota_reservation(body, wls.PENDING, d.message, now):
-                self._write(world, jobs.Write("status", "Workload", body), report)
-            report.pending.append(d.workload)
-            if d.requeue == "immediate":
-                self._parked.pop(d.workload, None)
-            elif d.workload not in self._parked:
-                generation = int(wl["metadata"].get("generation", 0))
-                self._parked[d.workload] = Park(now, d.requeue == "on-capacity", generation)
-                progressed = True
-        return progressed
-
-    def _admitted(self, wl: JSON, admission: AdmissionRecord, now: float, report: PassReport) -> None:
-        cq = admission.cluster_queue
-        self.metrics.quota_reserved.labels(cq).inc()
-        self.metrics.admitted.labels(cq).inc()
-        self.metrics.admission_wait.labels(cq).observe(max(0.0, now - wls.queued_since(wl)))
-        self._parked.pop(wls.key(wl), None)
-        report.admitted.append(wls.key(wl))
-        if self.config.admissionFairSharing is not None:  # Kueue's entry penalty, until the next sample
-            usage: dict[str, int] = {}
-            for ps in admission.pod_sets:
-                for r, v in ps.resource_usage.items():
-                    usage[r] = usage.get(r, 0) + v
-            penalty = self._penalties.setdefault(f"{wl['metadata']['namespace']}/{wl['spec'].get('queueName')}", {})
-            for r, extra in entry_penalty(usage, self.config.admissionFairSharing).items():
-                penalty[r] = penalty.get(r, 0.0) + extra
-
-    def _evict(
-        self,
-        world: World,
-        key: str,
-        reason: str,
-        message: str,
-        now: float,
-        report: PassReport,
-        preemption: tuple[str, str] | None = None,
-    ) -> bool:
-        """Evicted (and, for a preemption, Preempted) on an admitted workload; the job reconciler
-        then stops its Job and releases the quota."""
-        wl = world.by_kind["Workload"].get(key)
-        if wl is None or not wls.holds_quota(wl) or wls.is_evicted(wl):
-            return False
-        body = copy.deepcopy(wl)
-        wls.set_evicted(body, reason, message, now)
-        if preemption is not None:
-            wls.set_preempted(body, preemption[1], message, now)
-        if self._write(world, jobs.Write("status", "Workload", body), report) is None:
-            return False
-        self.metrics.evicted.labels(wl["status"]["admission"]["clusterQueue"], reason).inc()
-        if preemption is not None:
-            by = world.by_kind["Workload"].get(preemption[0])
-            preempting = world.objs().cluster_queue_name_of(by) if by is not None else None
-            self.metrics.preempted.labels(preempting or "", preemption[1]).inc()
-            report.preempted.append(key)
-        return True
+    def _root_of_queue(self, queue: str) -> str | None:
+        lq = self._objs.local_queues.get(queue)
+        return None if lq is None else self._cohort_root(str(lq["spec"]["clusterQueue"]))
 
     # -- queue status ----------------------------------------------------------------------------------
-    def _queue_statuses(self, world: World, now: float, report: PassReport, wakes: list[float]) -> None:
-        objs = world.objs()
-        view = queue_view(objs, frozenset(self._parked), now)
-        for kind, new, resampled in queue_statuses(objs, view, self.config, now, wakes):
+    def _queue_statuses(self, now: float, report: PassReport, wakes: list[float]) -> None:
+        """Status of the queues whose object or counts changed since their status was last made
+        (every LocalQueue with admission fair sharing: its usage is resampled on a clock)."""
+        objs, basis = self._objs, self._status_basis
+        assert self._queues is not None
+        view = self._index.view(now, self._queues.open_queues)
+        cqs = {
+            n: (cq["metadata"].get("resourceVersion"), view.cluster_queues.get(n))
+            for n, cq in objs.cluster_queues.items()
+        }
+        lqs = {
+            k: (lq["metadata"].get("resourceVersion"), view.local_queues.get(k)) for k, lq in objs.local_queues.items()
+        }
+        every_lq = self.config.admissionFairSharing is not None
+        todo = {
+            "ClusterQueue": [n for n, b in cqs.items() if basis.get(("ClusterQueue", n)) != b],
+            "LocalQueue": [k for k, b in lqs.items() if every_lq or basis.get(("LocalQueue", k)) != b],
+        }
+        statuses = queue_statuses(
+            objs, view, self.config, now, wakes, cluster_queues=todo["ClusterQueue"], local_queues=todo["LocalQueue"]
+        )
+        failed = set()
+        for kind, new, resampled in statuses:
             if resampled:
                 self._penalties.pop(wls.key(new), None)  # the new sample includes what it stood for
-            self._write(world, jobs.Write("status", kind, new), report)
+            if self._write(jobs.Write("status", kind, new), report) is None:
+                failed.add((kind, wls.key(new) if kind == "LocalQueue" else new["metadata"]["name"]))
+        for kind, table, counts in (("ClusterQueue", objs.cluster_queues, cqs), ("LocalQueue", objs.local_queues, lqs)):
+            for k in todo[kind]:
+                if (kind, k) in failed:
+                    basis.pop((kind, k), None)
+                else:
+                    basis[(kind, k)] = (table[k]["metadata"].get("resourceVersion"), counts[k][1])
         # The metrics read this from the HTTP thread: hand over copies, never the pass's dicts.
         self._view = (view, ApiObjects(cluster_queues=dict(objs.cluster_queues), flavors=dict(objs.flavors)))
 
     # -- the background loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        dirty = True
+        """Passes back to back while changes keep coming (what came in during a pass is the next
+        pass's batch); after a quiet spell, wait `debounce` past the first change so that the rest
+        of a burst (an apply of many objects) joins it."""
+        work = True
         while not self._stopping.is_set():
             try:
-                if self._watch is None or self._watch.closed:
-                    self._watch = self._store.watch(None)
-                    dirty = True
                 due = self._next_wakeup is not None and self._clock() >= self._next_wakeup
-                if dirty or due:
+                if work or due:
                     self.run_once()
-                    dirty = False
+                    with self._lock:
+                        # The last round's writes (reconcile them too), or changes made meanwhile.
+                        work = any(self._dirty.values()) or self._informer.wait(0)
                     continue
                 wait = 1.0 if self._next_wakeup is None else self._next_wakeup - self._clock()
-                event = self._watch.next_event(timeout=min(max(wait, 0.01), 1.0))
-                if event is not None and event.object.get("kind") in KINDS:
-                    dirty = True
-                    self._drain(self._watch)
-            except Gone:
-                self._watch = None
+                with self._lock:
+                    work = self._informer.wait(min(max(wait, 0.01), 1.0))
+                if work:
+                    self._stopping.wait(self._debounce)
             except Exception:
                 if self._store.closed or self._stopping.is_set():
                     break
                 log.exception("queue controller pass failed; retrying in 1s")
                 self._stopping.wait(1.0)
-        if self._watch is not None:
-            self._watch.close()
-
-    def _drain(self, watch: Watch) -> None:
-        """Debounce: take in the rest of a burst of writes before the next pass."""
-        deadline = time.monotonic() + self._debounce
-        while (remaining := deadline - time.monotonic()) > 0:
-            if watch.next_event(timeout=remaining) is None:
-                return
+        with self._lock:
+            self._informer.close()

@@ -116,13 +116,12 @@ def default_policy() -> Policy:
     return schedule
 
 
-@dataclass
+@dataclass(frozen=True)
 class Park:
     """A workload set aside until a capacity event (BestEffortFIFO), or a timed retry."""
 
     since: float
     timed: bool
-    generation: int
 
 
 @dataclass

@@ -182,15 +182,7 @@ def remove_usage(node: QuotaNode, fr: FlavorResource, value: int) -> None:
 
 def workload_usage(info: WorkloadInfo) -> Usage:
     """FlavorResource totals of an admitted workload (empty when not admitted)."""
-    usage: Usage = {}
-    if info.admission is None:
-        return usage
-    for ps in info.admission.pod_sets:
-        for resource, amount in ps.resource_usage.items():
-            flavor = ps.flavors.get(resource)
-            if flavor is not None:
-                usage[(flavor, resource)] = usage.get((flavor, resource), 0) + amount
-    return usage
+    return {} if info.admission is None else dict(info.admission.usage)
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -205,7 +197,6 @@ class QuotaTree:
         self.cqs = cqs
         self.cohorts = cohorts
         self.workloads: dict[str, dict[str, WorkloadInfo]] = {name: {} for name in cqs}
-        self._usage: dict[str, Usage] = {}
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> QuotaTree:
@@ -244,9 +235,8 @@ class QuotaTree:
         return tree
 
     def usage_of(self, info: WorkloadInfo) -> Usage:
-        if info.key not in self._usage:
-            self._usage[info.key] = workload_usage(info)
-        return self._usage[info.key]
+        """The workload's admitted usage (empty when not admitted). Read-only."""
+        return {} if info.admission is None else info.admission.usage
 
     def add_usage(self, cq: str, usage: Mapping[FlavorResource, int]) -> None:
         for fr, value in usage.items():

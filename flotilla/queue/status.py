@@ -5,10 +5,9 @@ queues, PodsReady timeouts, Inadmissible reasons)."""
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,8 +106,8 @@ def _flavor_usage(cq: Mapping[str, Any] | None, usage: Usage, with_borrowed: boo
 
 def cluster_queue_status(cq: Mapping[str, Any], counts: QueueCounts, objs: ApiObjects, now: float) -> JSON:
     """The ClusterQueue with its status recomputed (conditions keep their transition times)."""
-    out = copy.deepcopy(dict(cq))
-    status = out.setdefault("status", {})
+    out: JSON = {**cq, "status": wls.copy_json(cq.get("status") or {})}  # only the status changes
+    status = out["status"]
     status["pendingWorkloads"] = counts.pending
     status["reservingWorkloads"] = counts.reserving
     status["admittedWorkloads"] = counts.admitted
@@ -134,8 +133,8 @@ def local_queue_active(lq: Mapping[str, Any], objs: ApiObjects) -> tuple[bool, s
 def local_queue_status(
     lq: Mapping[str, Any], counts: QueueCounts, objs: ApiObjects, now: float, fair_sharing: JSON | None = None
 ) -> JSON:
-    out = copy.deepcopy(dict(lq))
-    status = out.setdefault("status", {})
+    out: JSON = {**lq, "status": wls.copy_json(lq.get("status") or {})}
+    status = out["status"]
     cq = objs.cluster_queues.get(lq["spec"]["clusterQueue"])
     status["pendingWorkloads"] = counts.pending
     status["reservingWorkloads"] = counts.reserving
@@ -150,16 +149,26 @@ def local_queue_status(
 
 
 def queue_statuses(
-    objs: ApiObjects, view: QueueView, config: QueueConfig, now: float, wakes: list[float]
+    objs: ApiObjects,
+    view: QueueView,
+    config: QueueConfig,
+    now: float,
+    wakes: list[float],
+    *,
+    cluster_queues: Iterable[str] | None = None,
+    local_queues: Iterable[str] | None = None,
 ) -> list[tuple[str, JSON, bool]]:
     """(kind, queue with its new status, fair-sharing usage resampled) for every ClusterQueue and
-    LocalQueue whose status changed; the next fair-sharing sample times go to `wakes`."""
+    LocalQueue whose status changed; the next fair-sharing sample times go to `wakes`.
+    `cluster_queues` and `local_queues` ("namespace/name") limit which are looked at."""
     out: list[tuple[str, JSON, bool]] = []
-    for name, cq in objs.cluster_queues.items():
+    for name in objs.cluster_queues if cluster_queues is None else cluster_queues:
+        cq = objs.cluster_queues[name]
         new = cluster_queue_status(cq, view.cluster_queues.get(name) or QueueCounts(), objs, now)
         if new.get("status") != cq.get("status"):
             out.append(("ClusterQueue", new, False))
-    for k, lq in objs.local_queues.items():
+    for k in objs.local_queues if local_queues is None else local_queues:
+        lq = objs.local_queues[k]
         counts = view.local_queues.get(k) or QueueCounts()
         fair_sharing, resampled = None, False
         if config.admissionFairSharing is not None:
@@ -270,7 +279,7 @@ def reconcile_workload(wl: JSON, queues: wls.QueueContext, config: QueueConfig, 
     """One pass of Kueue's workload controller over a copy of `wl`: deactivation, end of backoff,
     queue restarts, HoldAndDrain and PodsReady-timeout evictions, and the Inadmissible reasons of
     a pending workload whose queue is missing or stopped."""
-    result = WorkloadResult(copy.deepcopy(wl))
+    result = WorkloadResult(wls.copy_json(wl))
     wl = result.workload
     if wls.is_finished(wl):
         return result

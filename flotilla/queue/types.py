@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -171,6 +172,18 @@ class AdmissionRecord:
     cluster_queue: str
     pod_sets: tuple[PodSetAssignment, ...]
 
+    @cached_property
+    def usage(self) -> dict[FlavorResource, int]:
+        """Totals per (flavor, resource), computed once (cycles read them for every admitted
+        workload). Read-only."""
+        usage: dict[FlavorResource, int] = {}
+        for ps in self.pod_sets:
+            for resource, amount in ps.resource_usage.items():
+                flavor = ps.flavors.get(resource)
+                if flavor is not None:
+                    usage[(flavor, resource)] = usage.get((flavor, resource), 0) + amount
+        return usage
+
 
 @dataclass(frozen=True)
 class WorkloadInfo:
@@ -187,11 +200,11 @@ class WorkloadInfo:
     parked: bool = False  # BestEffortFIFO: inadmissible until a capacity event
     active: bool = True
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    @property
+    @cached_property
     def local_queue_key(self) -> str:
         return f"{self.namespace}/{self.local_queue}"
 

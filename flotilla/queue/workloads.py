@@ -86,7 +86,17 @@ def parse_time(stamp: str | None, default: float = 0.0) -> float:
     """A Kubernetes timestamp as seconds since the epoch (`default` when absent)."""
     if not stamp:
         return default
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    moment = datetime.fromisoformat(stamp)  # "...Z" included (Python 3.11)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON tree (dicts, lists, scalars): copy.deepcopy's result, several times faster."""
+    if type(value) is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copy_json(v) for v in value]
+    return value
 
 
 # -- quantities ----------------------------------------------------------------------------------
@@ -111,8 +121,10 @@ def find_condition(obj: Mapping[str, Any], ctype: str) -> JSON | None:
 
 
 def is_true(obj: Mapping[str, Any], ctype: str) -> bool:
-    c = find_condition(obj, ctype)
-    return c is not None and c.get("status") == "True"
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return bool(c.get("status") == "True")
+    return False
 
 
 def set_condition(obj: JSON, ctype: str, status: bool, reason: str, message: str, now: float) -> bool:

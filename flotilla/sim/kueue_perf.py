@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,11 @@ from flotilla.queue.types import (
 
 FLAVOR = "rf"
 RESOURCE = "cpu"
+KUEUE = "kueue.x-k8s.io/v1beta2"
+# The labels Kueue's generator puts on what it creates.
+CLASS_LABEL = "kueue.x-k8s.io/scalability-class"
+RUNTIME_LABEL = "kueue.x-k8s.io/scalability-running-ms"
+JSON = dict[str, Any]
 
 
 class _Model(BaseModel):
@@ -179,3 +184,82 @@ def _arrivals(qset: QueuesSet, queue: str) -> list[Arrival]:
                 )
                 out.append(Arrival(at, wl, wlt.className, wlt.runtimeMs / 1000, qset.className))
     return out
+
+
+# -- the same scenario as API objects (for a run through the control plane) -----------------------
+def _quantity(milli: int) -> str:
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def setup_objects(spec: PerfScenario) -> list[JSON]:
+    """What Kueue's runner creates before any workload: the ResourceFlavor `rf`, then per
+    ClusterQueue the ClusterQueue (cohort, cpu quota, preemption policies), a Namespace and a
+    LocalQueue of the same name (all v1beta2 / v1 JSON, ready to apply)."""
+    out: list[JSON] = [{"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": FLAVOR}, "spec": {}}]
+    for name, cq in spec.cluster_queues.items():
+        quota = cq.quotas[(FLAVOR, RESOURCE)]
+        resource: JSON = {"name": RESOURCE, "nominalQuota": _quantity(quota.nominal)}
+        if quota.borrowing_limit is not None:
+            resource["borrowingLimit"] = _quantity(quota.borrowing_limit)
+        labels = {CLASS_LABEL: spec.queue_classes[name]}
+        cq_spec: JSON = {
+            "namespaceSelector": {},
+            "resourceGroups": [
+                {"coveredResources": [RESOURCE], "flavors": [{"name": FLAVOR, "resources": [resource]}]}
+            ],
+            "preemption": {
+                "reclaimWithinCohort": cq.preemption.reclaim_within_cohort,
+                "withinClusterQueue": cq.preemption.within_cluster_queue,
+            },
+        }
+        if cq.cohort:
+            cq_spec["cohortName"] = cq.cohort
+        out += [
+            {
+                "apiVersion": KUEUE,
+                "kind": "ClusterQueue",
+                "metadata": {"name": name, "labels": labels},
+                "spec": cq_spec,
+            },
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            {
+                "apiVersion": KUEUE,
+                "kind": "LocalQueue",
+                "metadata": {"name": name, "namespace": name},
+                "spec": {"clusterQueue": name},
+            },
+        ]
+    return out
+
+
+def workload_object(arrival: Arrival) -> JSON:
+    """The Workload Kueue's runner creates for an arrival: one pod set `main` of `podCount` pods
+    requesting `request` cpu, the workload's priority and LocalQueue, and labels naming its class
+    and runtime (Kueue's runner creates Workloads directly, not Jobs)."""
+    wl = arrival.workload
+    (ps,) = wl.pod_sets
+    container = {
+        "name": "main",
+        "image": "registry.k8s.io/pause:3.9",
+        "resources": {"requests": {r: _quantity(v) for r, v in ps.requests.items()}},
+    }
+    return {
+        "apiVersion": KUEUE,
+        "kind": "Workload",
+        "metadata": {
+            "name": wl.name,
+            "namespace": wl.namespace,
+            "labels": {CLASS_LABEL: arrival.workload_class, RUNTIME_LABEL: str(round(arrival.runtime * 1000))},
+        },
+        "spec": {
+            "queueName": wl.local_queue,
+            "priority": wl.priority,
+            "podSets": [
+                {
+                    "name": ps.name,
+                    "count": ps.count,
+                    "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+                }
+            ],
+        },
+    }

@@ -286,12 +286,20 @@ class Store:
 
     # -- watch ---------------------------------------------------------------------------
 
-    def watch(self, rt: ResourceType | None = None, namespace: str | None = None, since: str | None = None) -> Watch:
+    def watch(
+        self,
+        rt: ResourceType | None = None,
+        namespace: str | None = None,
+        since: str | None = None,
+        skip: Callable[[int], bool] | None = None,
+    ) -> Watch:
         """Follow changes to one kind (None = all kinds), optionally in one namespace.
 
         `since` None starts at the current revision; otherwise the watch first replays retained
         events with a revision > `since`, then streams new ones, including those written by other
         processes. Gone if `since` is older than the retained log; Invalid if it is in the future.
+        `skip(revision)` True drops that event before its body is parsed (a watcher that made the
+        change itself and already knows the result).
         """
         ns = namespace or None
         if rt is not None:
@@ -302,7 +310,7 @@ class Store:
             oldest, newest = conn.execute(_LOG_BOUNDS).fetchone()
         newest = newest or 0
         if since in (None, ""):
-            return Watch(self, rt, ns, newest)
+            return Watch(self, rt, ns, newest, skip)
         try:
             after = int(str(since))
         except ValueError:
@@ -317,7 +325,7 @@ class Store:
                 f"watch: resourceVersion {since!r} is too old: the event log starts after {oldest - 1}; "
                 "list again and watch from the list's resourceVersion"
             )
-        return Watch(self, rt, ns, after)
+        return Watch(self, rt, ns, after, skip)
 
     # EventSource, for Watch.
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
@@ -72,8 +73,16 @@ class Watch:
     event log was compacted past the events it still had to deliver: list again and re-watch.
     """
 
-    def __init__(self, source: EventSource, rt: ResourceType | None, namespace: str | None, after: int) -> None:
+    def __init__(
+        self,
+        source: EventSource,
+        rt: ResourceType | None,
+        namespace: str | None,
+        after: int,
+        skip: Callable[[int], bool] | None = None,
+    ) -> None:
         self._source = source
+        self._skip = skip
         self._group = None if rt is None else rt.group
         self._kind = None if rt is None else rt.kind
         self._namespace = namespace
@@ -174,6 +183,6 @@ class Watch:
             )
             raise Gone(self._expired)
         for revision, type_, body in rows:
-            if body is not None:
+            if body is not None and not (self._skip is not None and self._skip(revision)):
                 self._buffer.append(WatchEvent(_TYPES[type_], decode(body), str(revision)))
         self._cursor = rows[-1][0]
