@@ -185,6 +185,7 @@ def main() -> int:
     parser.add_argument(
         "--limit-seconds", type=float, default=900.0, help="live: stop a run (and the control plane) after this"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="live: runs of each scenario (real time varies)")
     args = parser.parse_args()
     if not args.perf_dir.is_dir():
         print(f"error: Kueue perf files not found in {args.perf_dir}; pass --perf-dir", file=sys.stderr)
@@ -207,14 +208,15 @@ def main() -> int:
             "runs": [],
         }
         for scenario in scenarios:
-            console.print(f"running {scenario} ({mode}) ...")
-            if mode == "sim":
-                result = run_sim(args.perf_dir, scenario)
-            else:
-                spec = expand(load_generator(args.perf_dir / f"{scenario}-generator.yaml"))
-                result = run_live(spec, scenario, limit_seconds=args.limit_seconds)
-            result["verdicts"] = report(console, result, args.perf_dir)
-            out["runs"].append(result)
+            for attempt in range(1 if mode == "sim" else args.repeat):
+                console.print(f"running {scenario} ({mode}{f', run {attempt + 1}' if args.repeat > 1 else ''}) ...")
+                if mode == "sim":
+                    result = run_sim(args.perf_dir, scenario)
+                else:
+                    spec = expand(load_generator(args.perf_dir / f"{scenario}-generator.yaml"))
+                    result = run_live(spec, scenario, limit_seconds=args.limit_seconds)
+                result["verdicts"] = report(console, result, args.perf_dir)
+                out["runs"].append(result)
         path = args.output if mode == "sim" else args.live_output
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from flotilla.api.errors import ManifestErrors
@@ -41,7 +41,8 @@ from flotilla.queue.driver import KINDS, MAX_CYCLES, PassReport, Policy, default
 from flotilla.queue.index import WorkloadIndex
 from flotilla.queue.informer import Informer
 from flotilla.queue.metrics import QueueMetrics
-from flotilla.queue.status import QueueView, queue_statuses, reconcile_workload
+from flotilla.queue.reconcile import Reconciler
+from flotilla.queue.status import QueueView, queue_statuses
 from flotilla.queue.types import QueueConfig
 from flotilla.server.resources import ResourceService, resource_type
 from flotilla.store import AlreadyExists, Conflict, NotFound
@@ -67,7 +68,7 @@ def _spec(obj: JSON | None) -> Any:
     return None if obj is None else obj.get("spec")
 
 
-class QueueController(CycleRunner):
+class QueueController(Reconciler, CycleRunner):
     """Kueue semantics on the embedded control plane (see the module docstring).
 
     Creating it installs the Job hook on `service`: managed Jobs are suspended when created."""
@@ -217,11 +218,6 @@ class QueueController(CycleRunner):
     def _objs_of(self, kind: str) -> dict[str, JSON]:
         return self._informer.objects[kind]
 
-    def _take_dirty(self) -> tuple[set[str], set[str]]:
-        taken = self._dirty["Workload"], self._dirty["Job"]
-        self._dirty = {"Workload": set(), "Job": set()}
-        return taken
-
     # -- one pass ----------------------------------------------------------------------------------
     def run_once(self) -> PassReport:
         """Take in what changed, reconcile it, and run scheduling cycles until they change nothing;
@@ -299,79 +295,6 @@ class QueueController(CycleRunner):
         self._informer.put(write.kind, saved)
         return saved
 
-    # -- reconcilers ---------------------------------------------------------------------------------
-    def _reconcile(self, now: float, report: PassReport, wakes: list[float], full: bool = False) -> None:
-        """Jobs, then Workloads and Jobs again while that changes something (a released workload
-        may now be Inadmissible, an evicted one's Job must stop), at most three rounds: those that
-        changed since the last reconcile (their own writes included), or every one when `full`.
-        What the last round wrote is reconciled by the next call."""
-        workloads, job_keys = self._take_dirty()
-        if full:
-            workloads, job_keys = set(self._objs.workloads), set(self._objs_of("Job"))
-        self._reconcile_jobs(now, report, workloads, job_keys, full)
-        for _ in range(3):
-            writes = report.writes
-            more_workloads, more_jobs = self._take_dirty()
-            workloads |= more_workloads
-            job_keys |= more_jobs
-            for k in sorted(workloads):
-                wl = self._objs.workloads.get(k)
-                if wl is not None:
-                    self._reconcile_workload(k, wl, now, report, wakes)
-            self._reconcile_jobs(now, report, workloads | self._dirty["Workload"], job_keys, full)
-            if report.writes == writes:
-                return
-
-    def _reconcile_workload(self, key: str, wl: JSON, now: float, report: PassReport, wakes: list[float]) -> None:
-        if wls.is_finished(wl) and not (wls.is_evicted(wl) and wls.has_quota_reservation(wl)):
-            self._timers.pop(key, None)  # the workload controller leaves finished workloads alone
-            return
-        result = reconcile_workload(wl, self._objs.queue_context(wl), self.config, now)
-        body = result.workload
-        if jobs.owner_uid(body) is None and wls.is_evicted(body) and wls.has_quota_reservation(body):
-            result.status_changed |= wls.release_after_eviction(body, now)  # no Job to stop first
-        if result.spec_changed:
-            self._write(jobs.Write("update", "Workload", body), report)
-        if result.status_changed:
-            self._write(jobs.Write("status", "Workload", body), report)
-        if result.evicted is not None:
-            self.metrics.evicted.labels(*result.evicted).inc()
-        if result.wake_at is not None:
-            self._timers[key] = result.wake_at
-            wakes.append(result.wake_at)
-        else:
-            self._timers.pop(key, None)
-
-    def _reconcile_jobs(
-        self, now: float, report: PassReport, workload_keys: Iterable[str], job_keys: Iterable[str], full: bool
-    ) -> None:
-        """The Jobs given and those owning the Workloads given, with all their Workloads; given
-        every Job (`full`), also delete Workloads whose Job is gone; otherwise do that for the
-        Workloads given."""
-        objs, all_jobs = self._objs, self._objs_of("Job")
-        ctx = jobs.JobContext(self.config, now, objs.flavors, objs.priority_classes)
-        if full:
-            for write in jobs.plan(list(all_jobs.values()), list(objs.workloads.values()), ctx):
-                self._write(write, report)
-            return
-        chosen = {k: all_jobs[k] for k in job_keys if k in all_jobs}
-        keys = {k for k in workload_keys if k in objs.workloads}
-        for job in list(chosen.values()):
-            keys |= self._owned.get((job["metadata"]["namespace"], str(job["metadata"].get("uid", ""))), set())
-        orphans = []
-        for k in sorted(keys):
-            wl = objs.workloads[k]
-            uid = jobs.owner_uid(wl)
-            owner = None if uid is None else self._jobs_by_uid.get((wl["metadata"]["namespace"], uid))
-            if owner is not None:
-                chosen[owner] = all_jobs[owner]
-            elif uid is not None:
-                orphans.append(wl)
-        owned = [objs.workloads[k] for k in sorted(keys)]
-        writes = jobs.plan([chosen[k] for k in sorted(chosen)], owned, ctx, delete_orphans=False)
-        for write in writes + [jobs.Write("delete", "Workload", dict(w)) for w in orphans]:
-            self._write(write, report)
-
     # -- parking -------------------------------------------------------------------------------------
     def _unpark(self, now: float) -> None:
         """Requeue parked workloads whose cohort tree saw a capacity event (quota released there,
@@ -384,7 +307,8 @@ class QueueController(CycleRunner):
             pending.unpark_queues(None)
         else:
             cqs = set(released)
-            cqs.update(objs.local_queues[k]["spec"]["clusterQueue"] for k in self._changed_local_queues)
+            changed = (objs.local_queues.get(k) for k in self._changed_local_queues)
+            cqs.update(lq["spec"]["clusterQueue"] for lq in changed if lq is not None)
             roots = {self._cohort_root(cq) for cq in cqs}
             pending.unpark_queues(q for q in pending.parked_queues if self._root_of_queue(q) in roots)
         self._capacity_everywhere = False
@@ -434,18 +358,18 @@ class QueueController(CycleRunner):
 
     # -- the background loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        """Passes back to back while changes keep coming (what came in during a pass is the next
-        pass's batch); after a quiet spell, wait `debounce` past the first change so that the rest
-        of a burst (an apply of many objects) joins it."""
+        """A pass when the store changes (`debounce` seconds after the first change, so that the
+        rest of a burst joins it: under load, each pass takes in what came in meanwhile, and the
+        API's thread gets the interpreter in between) or a deadline comes."""
         work = True
         while not self._stopping.is_set():
             try:
                 due = self._next_wakeup is not None and self._clock() >= self._next_wakeup
                 if work or due:
                     self.run_once()
-                    with self._lock:
-                        # The last round's writes (reconcile them too), or changes made meanwhile.
-                        work = any(self._dirty.values()) or self._informer.wait(0)
+                    work = any(self._dirty.values())  # the last round's writes: reconcile them too
+                    if work:
+                        self._stopping.wait(self._debounce)
                     continue
                 wait = 1.0 if self._next_wakeup is None else self._next_wakeup - self._clock()
                 with self._lock:

@@ -1,6 +1,6 @@
 """The driver's plumbing around the controller: the queue config file (`flotilla up
---queue-config FILE`), the default policy, and the records of a pass (its objects, parked
-workloads, what it did).
+--queue-config FILE`), the default policy, the kinds a pass reads, and the records of a pass
+(parked workloads, what it did).
 
 The config file holds QueueConfig's fields (Kueue's Configuration, the parts admission uses).
 Durations are seconds, or Go durations as Kueue writes them (`5m`, `1h30m`, `90s`). Errors name
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,6 @@ import yaml
 from pydantic import ValidationError
 
 from flotilla.api.errors import issues_from_validation
-from flotilla.queue import workloads as wls
-from flotilla.queue.build import ApiObjects
 from flotilla.queue.types import CycleContext, CycleResult, PendingDecision, QueueConfig, Snapshot
 
 JSON = dict[str, Any]
@@ -96,7 +94,6 @@ KINDS = {
     "WorkloadPriorityClass": "workloadpriorityclasses",
     "Namespace": "namespaces",
 }
-NAMESPACED = frozenset({"Job", "Workload", "LocalQueue"})
 MAX_CYCLES = 1000  # per pass; a bound, not a goal: a pass stops cycling once nothing changes
 
 
@@ -134,47 +131,3 @@ class PassReport:
     writes: int = 0
     conflicts: int = 0
     next_wakeup: float | None = None
-
-
-class World:
-    """The objects of one pass, by kind and key, kept current as the pass writes."""
-
-    def __init__(self, objects: Mapping[str, list[JSON]]) -> None:
-        self.by_kind = {kind: {self.key(kind, o): o for o in items} for kind, items in objects.items()}
-        self._jobs_by_uid: dict[tuple[str, str], JSON] | None = None
-
-    def job_by_uid(self, namespace: str, uid: str | None) -> JSON | None:
-        """The Job with this uid (Workloads name their Job's uid in ownerReferences)."""
-        if self._jobs_by_uid is None:
-            jobs = self.by_kind["Job"].values()
-            self._jobs_by_uid = {(j["metadata"]["namespace"], j["metadata"].get("uid", "")): j for j in jobs}
-        return self._jobs_by_uid.get((namespace, uid or ""))
-
-    @staticmethod
-    def key(kind: str, obj: Mapping[str, Any]) -> str:
-        return wls.key(obj) if kind in NAMESPACED else str(obj["metadata"]["name"])
-
-    def current(self, kind: str, obj: Mapping[str, Any]) -> JSON | None:
-        return self.by_kind[kind].get(self.key(kind, obj))
-
-    def put(self, kind: str, obj: JSON) -> None:
-        self.by_kind[kind][self.key(kind, obj)] = obj
-        if kind == "Job":
-            self._jobs_by_uid = None
-
-    def remove(self, kind: str, obj: Mapping[str, Any]) -> None:
-        self.by_kind[kind].pop(self.key(kind, obj), None)
-        if kind == "Job":
-            self._jobs_by_uid = None
-
-    def objs(self) -> ApiObjects:
-        k = self.by_kind
-        return ApiObjects(
-            cluster_queues=k["ClusterQueue"],
-            cohorts=k["Cohort"],
-            flavors=k["ResourceFlavor"],
-            local_queues=k["LocalQueue"],
-            workloads=k["Workload"],
-            priority_classes=k["WorkloadPriorityClass"],
-            namespaces=k["Namespace"],
-        )

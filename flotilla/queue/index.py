@@ -19,6 +19,7 @@ the ApiObjects calls `rebuild` whenever a queue, flavor, cohort, namespace or pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -66,14 +67,15 @@ def _usage(wl: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], int], ...]:
     return tuple(out.items())
 
 
-def equivalence(wl: Mapping[str, Any], queue: str, priority: int) -> str:
+def equivalence(wl: Mapping[str, Any], queue: str, priority: int) -> int:
     """Workloads of one LocalQueue with the same priority and pod sets (the templates less their
-    metadata) are admitted or not alike."""
+    metadata) are admitted or not alike: the same number (a 128-bit digest) for all of them."""
     pod_sets = [
         {**ps, "template": {k: v for k, v in (ps.get("template") or {}).items() if k != "metadata"}}
         for ps in (wl.get("spec") or {}).get("podSets") or []
     ]
-    return json.dumps([queue, priority, pod_sets], sort_keys=True, separators=(",", ":"))
+    text = json.dumps([queue, priority, pod_sets], sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest())
 
 
 @dataclass
@@ -89,7 +91,6 @@ class WorkloadIndex:
     _infos: dict[str, tuple[str, WorkloadInfo]] = field(default_factory=dict)
     _holding: dict[str, WorkloadInfo] = field(default_factory=dict)  # holders whose info is built
     _holding_changed: set[str] = field(default_factory=set)
-    _equivalences: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pending = PendingQueues(self.config.inadmissibleRetrySeconds)
@@ -136,8 +137,7 @@ class WorkloadIndex:
         if old is not None and (old.uid, old.generation, -old.order[0]) == (uid, generation, priority):
             same = old.equivalence
         else:
-            text = equivalence(wl, queue, priority)
-            same = self._equivalences.setdefault(text, len(self._equivalences))
+            same = equivalence(wl, queue, priority)
         holds = wls.holds_quota(wl)
         return Entry(
             queue=queue,

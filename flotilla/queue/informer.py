@@ -49,6 +49,9 @@ class Informer:
         self._on_change = on_change
         self._watch: Watch | None = None
         self._written: set[int] = set()  # revisions put() already applied: their events are skipped
+        # remove(): "kind:key" -> revision of the deletion, until the watch delivers it: older
+        # events of the key must not bring it back.
+        self._tombstones: dict[str, int] = {}
         self.relists = 0
 
     @property
@@ -98,13 +101,14 @@ class Informer:
             return
         items[key] = obj
         self._written.add(_revision(obj))
+        self._tombstones.pop(f"{kind}:{key}", None)
         self._on_change(kind, key, old, obj)
 
     def remove(self, kind: str, obj: Mapping[str, Any]) -> None:
         """The controller deleted `obj` (as the store returned it: its last state, at the
         revision of the deletion)."""
-        self._written.add(_revision(obj))
         key = object_key(obj, self._types[kind].namespaced)
+        self._tombstones[f"{kind}:{key}"] = _revision(obj)
         old = self.objects[kind].pop(key, None)
         if old is not None:
             self._on_change(kind, key, old, None)
@@ -126,9 +130,11 @@ class Informer:
             since = revision if since is None else since
             self.objects[kind] = {object_key(o, rt.namespaced): o for o in items}
         self._written.clear()
+        self._tombstones.clear()
         self._watch = self._store.watch(None, since=since, skip=self._seen)
 
     def _seen(self, revision: int) -> bool:
+        """The watch reached `revision`: skip it if the controller wrote it."""
         if revision in self._written:
             self._written.discard(revision)
             return True
@@ -143,8 +149,14 @@ class Informer:
         items = self.objects[kind]
         key = object_key(obj, self._types[kind].namespaced)
         old = items.get(key)
-        if old is not None and _revision(old) >= int(event.resource_version):
+        revision = int(event.resource_version)
+        if old is not None and _revision(old) >= revision:
             return False  # the cache has this version (the controller wrote it) or a newer one
+        tombstone = self._tombstones.get(f"{kind}:{key}")
+        if old is None and tombstone is not None and revision <= tombstone:
+            if revision == tombstone:
+                del self._tombstones[f"{kind}:{key}"]
+            return False  # the controller deleted it at `tombstone`: this is older, or that
         if event.type == "DELETED":
             if old is None:
                 return False

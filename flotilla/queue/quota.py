@@ -222,8 +222,7 @@ class QuotaTree:
         # Sum each queue's usage first and propagate it once: the same totals as adding the
         # workloads one by one, at a cost per queue rather than per workload.
         totals: dict[str, dict[FlavorResource, int]] = {}
-        for key in sorted(snapshot.workloads):
-            info = snapshot.workloads[key]
+        for key, info in snapshot.workloads.items():  # readers of tree.workloads sort the keys
             if info.admission is not None and info.admission.cluster_queue in cqs:
                 queue = info.admission.cluster_queue
                 tree.workloads[queue][key] = info

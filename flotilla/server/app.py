@@ -28,7 +28,7 @@ from flotilla.api.registry import Kind, UnknownKind
 from flotilla.server.metrics import ApiMetrics
 from flotilla.server.resources import ResourceService, resource_type
 from flotilla.server.status import ApiError, bad_request, invalid, not_found
-from flotilla.store import StoreError, Watch, WatchEvent
+from flotilla.store import StoreError
 
 JSON = dict[str, Any]
 APPLY_PATH = "/apis/flotilla.dev/v1/apply"
@@ -374,7 +374,9 @@ def _watch(
                 if matches(obj["metadata"].get("labels")) and keep(obj):
                     yield _event("ADDED", service.out(kind, obj, version))
             while deadline is None or time.monotonic() < deadline:
-                events = await asyncio.to_thread(_next_events, watch, 0.5)
+                # Events already there go in one trip to a worker thread and one write, so a busy
+                # watch keeps up.
+                events = await asyncio.to_thread(watch.next_events, 0.5)
                 chunk = b"".join(
                     _event(e.type, service.out(kind, e.object, version))
                     for e in events
@@ -387,18 +389,6 @@ def _watch(
             watch.close()
 
     return StreamingResponse(stream(), media_type="application/json")
-
-
-def _next_events(watch: Watch, timeout: float, most: int = 500) -> list[WatchEvent]:
-    """The next event (waiting up to `timeout`) and those already there after it: one trip to a
-    worker thread and one write per batch, not per event, so a busy watch keeps up."""
-    first = watch.next_event(timeout)
-    if first is None:
-        return []
-    events = [first]
-    while len(events) < most and (event := watch.next_event(0)) is not None:
-        events.append(event)
-    return events
 
 
 def _event(event_type: str, obj: JSON) -> bytes:

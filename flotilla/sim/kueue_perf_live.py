@@ -16,26 +16,19 @@ class the average time from creation (the create call returning) to the first ad
 
 from __future__ import annotations
 
-import contextlib
 import heapq
-import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from flotilla.sim.kueue_perf import FLAVOR, RESOURCE, PerfScenario, setup_objects, workload_object
+from flotilla.sim.live_plane import Api, control_plane, cpu_seconds, log_tail
 
 JSON = dict[str, Any]
 WORKLOADS = "/apis/kueue.x-k8s.io/v1beta2/workloads"
@@ -56,101 +49,6 @@ def _condition(wl: JSON, ctype: str) -> bool:
 
 def _rfc3339(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-# -- the control plane process ------------------------------------------------------------------------
-@contextlib.contextmanager
-def control_plane(data_dir: Path, port: int, ready_timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m flotilla up` on `port` with its state in `data_dir`, until the block ends (then
-    SIGTERM, and SIGKILL if it has not stopped within 10 s). Its output goes to `data_dir/up.log`."""
-    argv = [sys.executable, "-m", "flotilla", "up", "--port", str(port), "--data-dir", str(data_dir)]
-    argv += ["--log-level", "warning"]
-    with open(data_dir / "up.log", "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"flotilla up exited with {proc.returncode}: {_tail(data_dir / 'up.log')}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"flotilla up was not ready within {ready_timeout:.0f}s: {_tail(data_dir / 'up.log')}"
-                )
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-# -- talking to the control plane ---------------------------------------------------------------------
-class Api:
-    """One keep-alive HTTP/1.1 connection (http.client: about a tenth of the CPU per request of an
-    async httpx client, which would make the driver, not the control plane, the bottleneck)."""
-
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
-        self._port, self._timeout = port, timeout
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def request(self, method: str, path: str, body: JSON | None = None) -> tuple[int, Any]:
-        """(status, parsed JSON body); reconnects and retries (twice) when the connection drops."""
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        for attempt in range(3):
-            try:
-                self._conn.request(method, path, body=data, headers=headers)
-                response = self._conn.getresponse()
-                raw = response.read()
-                return response.status, (json.loads(raw) if raw else None)
-            except (OSError, http.client.HTTPException):
-                self._conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def stream(self, path: str) -> Iterator[JSON]:
-        """The lines of a watch stream, parsed, until the server ends it (or `abort()`)."""
-        self._stream = conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=None)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            if response.status != 200:
-                raise RuntimeError(f"watch: HTTP {response.status} {response.read()[:200]!r}")
-            rest = b""
-            while chunk := response.read1(1 << 16):
-                *lines, rest = (rest + chunk).split(b"\n")
-                yield from (json.loads(line) for line in lines if line.strip())
-        finally:
-            conn.close()
-
-    def abort(self) -> None:
-        """End a stream being read in another thread."""
-        stream = getattr(self, "_stream", None)
-        if stream is not None and stream.sock is not None:
-            with contextlib.suppress(OSError):
-                stream.sock.shutdown(socket.SHUT_RDWR)
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -177,6 +75,7 @@ class LiveRun:
     Threads share it under `lock`."""
 
     tracked: dict[str, Tracked]
+    clock: Callable[[], float] = time.monotonic
     level: dict[str, float] = field(default_factory=dict)  # ClusterQueue -> admitted cores now
     integral: dict[str, float] = field(default_factory=dict)  # ClusterQueue -> core-seconds
     first_event: float | None = None
@@ -192,7 +91,7 @@ class LiveRun:
 
     def touch(self, cq: str | None = None, delta: float = 0.0) -> float:
         """An event now: account usage up to now, then change `cq`'s level by `delta` cores."""
-        now = time.monotonic()
+        now = self.clock()
         if self.last_event is not None:
             for queue, level in self.level.items():
                 self.integral[queue] = self.integral.get(queue, 0.0) + level * (now - self.last_event)
@@ -228,7 +127,7 @@ class LiveRun:
         """Workloads whose runtime is over (and their admission), as the clock reaches them."""
         while not stop.is_set():
             with self._timer_added:
-                wait = self._timers[0][0] - time.monotonic() if self._timers else 0.5
+                wait = self._timers[0][0] - self.clock() if self._timers else 0.5
                 if wait > 0:
                     self._timer_added.wait(min(wait, 0.5))
                     continue
@@ -365,14 +264,14 @@ class Driver:
                     pool.submit(self._finish, t, admission).add_done_callback(self._guard)
 
             self._thread("finish", finish_due)
-            start = time.monotonic()
+            start = run.clock()
             deadline = start + limit
             for arrival in self.spec.arrivals:
-                if self._stop.wait(max(0.0, start + arrival.at - time.monotonic())):
+                if self._stop.wait(max(0.0, start + arrival.at - run.clock())):
                     break
                 body, t = workload_object(arrival), run.tracked[arrival.workload.key]
                 pool.submit(self._create, body, t).add_done_callback(self._guard)
-            while not run.done.is_set() and not self._stop.is_set() and time.monotonic() < deadline:
+            while not run.done.is_set() and not self._stop.is_set() and run.clock() < deadline:
                 run.done.wait(0.2)
             if not run.done.is_set() and not self._stop.is_set():
                 run.errors.append(
@@ -399,7 +298,7 @@ def run_live(spec: PerfScenario, scenario: str, *, limit_seconds: float = 900.0,
             if proc.poll() is not None:
                 run.errors.insert(0, f"flotilla up exited with {proc.returncode}")
             if run.errors:
-                run.errors.insert(1, f"flotilla up's log ends: {_tail(Path(tmp) / 'up.log')}")
+                run.errors.insert(1, f"flotilla up's log ends: {log_tail(Path(tmp) / 'up.log')}")
     result = summarize(spec, scenario, run, start)
     plane = None if cpu[0] is None or cpu_used[0] is None else cpu_used[0] - cpu[0]
     result.update(control_plane_cpu_s=plane, driver_cpu_s=cpu_used[1] - cpu[1])

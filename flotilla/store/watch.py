@@ -124,6 +124,17 @@ class Watch:
                 wait = min(wait, remaining)
             self._source.wait_for_commit(seen, wait)
 
+    def next_events(self, timeout: float | None = None, most: int = 500) -> list[WatchEvent]:
+        """The next event (waiting as `next_event` does) and up to `most` - 1 that are already
+        there after it; [] on timeout or once closed."""
+        first = self.next_event(timeout)
+        if first is None:
+            return []
+        events = [first]
+        while len(events) < most and (event := self.next_event(0)) is not None:
+            events.append(event)
+        return events
+
     async def anext(self, timeout: float = 1.0) -> WatchEvent | None:
         """`next_event` for asyncio: waits in a worker thread so the event loop never blocks."""
         import asyncio  # here, not at the top: asyncio costs tens of ms to import, sync users skip it

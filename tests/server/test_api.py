@@ -317,3 +317,22 @@ def test_watch_from_resource_version(control_plane: ControlPlane, http: httpx.Cl
     )
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "two")]
     assert events[0]["object"]["apiVersion"] == "kueue.x-k8s.io/v1beta1"
+
+
+def test_watch_keeps_up_with_a_burst_in_order(control_plane: ControlPlane, http: httpx.Client) -> None:
+    """Events that are already there go out together (one chunk per batch), in revision order."""
+    rv = http.get(f"{KUEUE}/resourceflavors").json()["metadata"]["resourceVersion"]
+    names = [f"rf-{i:03d}" for i in range(120)]
+    for name in names:
+        http.post(f"{KUEUE}/resourceflavors", json=resource_flavor(name).obj())
+    events: list[dict[str, Any]] = []
+    _collect(
+        f"{control_plane.url}{KUEUE}/resourceflavors",
+        {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "10"},
+        len(names),
+        events,
+        threading.Event(),
+    )
+    assert [e["object"]["metadata"]["name"] for e in events] == names
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(versions)

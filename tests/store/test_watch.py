@@ -220,3 +220,32 @@ def test_async_consumption(store: Store) -> None:
 def test_namespace_filter_on_a_cluster_scoped_kind_is_invalid(store: Store) -> None:
     with pytest.raises(Invalid, match="cluster-scoped"):
         store.watch(NODE, "default")
+
+
+def test_skip_drops_the_events_it_names(store: Store) -> None:
+    """A watcher that made a change itself can skip that revision's event (its body is not parsed)."""
+    store.create(WIDGET, widget("a").build())
+    store.create(WIDGET, widget("b").build())
+    store.create(WIDGET, widget("c").build())
+    skipped: list[int] = []
+
+    def skip(revision: int) -> bool:
+        if revision == 2:
+            skipped.append(revision)
+            return True
+        return False
+
+    with store.watch(WIDGET, since="0", skip=skip) as watch:
+        assert brief(take(watch, 2)) == [("ADDED", "a", "1"), ("ADDED", "c", "3")]
+        assert_quiet(watch)
+        assert watch.resource_version == "3"  # a resumed watch does not see the skipped one either
+    assert skipped == [2]
+
+
+def test_next_events_takes_what_is_there_in_order(store: Store) -> None:
+    for name in "abcde":
+        store.create(WIDGET, widget(name).build())
+    with store.watch(WIDGET, since="0") as watch:
+        assert brief(watch.next_events(WAIT, most=3)) == [("ADDED", n, str(i)) for i, n in enumerate("abc", 1)]
+        assert brief(watch.next_events(WAIT)) == [("ADDED", "d", "4"), ("ADDED", "e", "5")]
+        assert watch.next_events(0) == []

@@ -17,7 +17,7 @@ from flotilla.queue.build import (
 from flotilla.queue.types import AdmissionFairSharingConfig, QueueConfig, ResourceQuota
 
 from .builders import GPU, cluster_queue, flavor, job, local_queue, namespace, priority_class
-from .fakes import START, Env, Recording, fits_by_count
+from .fakes import START, Env, Recording, conditions, fits_by_count
 
 JSON = dict[str, Any]
 
@@ -183,3 +183,46 @@ def test_api_objects_from_lists() -> None:
     assert list(objs.local_queues) == ["ns/lq"]
     snap = build_snapshot(objs, QueueConfig())
     assert snap.local_queues["ns/lq"].cluster_queue == "cq"
+
+
+def test_the_policy_sees_one_head_per_local_queue_and_equivalent_workloads_park_together(tmp_path: Path) -> None:
+    recording = Recording(fits_by_count)
+    env = Env(tmp_path / "s.db", policy=recording)
+    try:
+        env.apply(
+            flavor("default-flavor").obj(), cluster_queue("cq").quota(GPU, 1).obj(), local_queue("lq", "cq").obj()
+        )
+        env.apply(*(job(n).queue("lq").gpus(2).obj() for n in ("a", "b", "c")), job("d").queue("lq").gpus(1).obj())
+        report = env.step()  # creates the Workloads, then admits what fits
+        keys = {n: "default/" + env.workload_of(n)["metadata"]["name"] for n in "abcd"}
+        first = recording.snapshots[0]
+        assert [k for k, w in first.workloads.items() if w.admission is None] == [min(keys[n] for n in "abcd")]
+        head = min(keys[n] for n in "abc")
+        assert report.pending == [head]  # its equivalents were parked with it, untried
+        assert report.admitted == [keys["d"]]
+        assert env.controller.parked == {keys["a"], keys["b"], keys["c"]}
+        for n in "abc":
+            wl = env.workload_of(n)
+            expected = {"QuotaReserved"} if "default/" + wl["metadata"]["name"] == head else set()
+            assert set(conditions(wl, "QuotaReserved")) == expected
+    finally:
+        env.close()
+
+
+def test_quota_taken_and_released_between_two_passes_unparks(tmp_path: Path) -> None:
+    """a is admitted in a pass whose next cycle parks b; a finishes before the next pass looks: b
+    must be tried again then, not only after inadmissibleRetrySeconds."""
+    env = Env(tmp_path / "s.db")
+    try:
+        env.apply(
+            flavor("default-flavor").obj(), cluster_queue("cq").quota(GPU, 2).obj(), local_queue("lq", "cq").obj()
+        )
+        env.apply(job("a").queue("lq").gpus(2).obj(), job("b").queue("lq").gpus(2).obj())
+        env.step(1)
+        assert env.get("jobs", "a")["spec"]["suspend"] is False
+        assert env.controller.parked == {"default/" + env.workload_of("b")["metadata"]["name"]}
+        env.finish_job("a")
+        report = env.step(1)
+        assert report.admitted == ["default/" + env.workload_of("b")["metadata"]["name"]]
+    finally:
+        env.close()
