@@ -44,8 +44,8 @@ from flotilla.queue.metrics import QueueMetrics
 from flotilla.queue.reconcile import Reconciler
 from flotilla.queue.status import QueueView, queue_statuses
 from flotilla.queue.types import QueueConfig
-from flotilla.server.resources import ResourceService, resource_type
 from flotilla.store import AlreadyExists, Conflict, NotFound
+from flotilla.store.service import ResourceService, resource_type
 
 JSON = dict[str, Any]
 __all__ = ["Policy", "QueueController"]

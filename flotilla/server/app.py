@@ -26,9 +26,9 @@ from flotilla.api.errors import ManifestErrors
 from flotilla.api.labels import SelectorError, parse_selector
 from flotilla.api.registry import Kind, UnknownKind
 from flotilla.server.metrics import ApiMetrics
-from flotilla.server.resources import ResourceService, resource_type
 from flotilla.server.status import ApiError, bad_request, invalid, not_found
 from flotilla.store import StoreError
+from flotilla.store.service import ResourceService, resource_type
 
 JSON = dict[str, Any]
 APPLY_PATH = "/apis/flotilla.dev/v1/apply"

@@ -15,8 +15,8 @@ from flotilla.api.catalog import build_registry
 from flotilla.queue.controller import Policy, QueueController
 from flotilla.queue.types import QueueConfig
 from flotilla.server.app import create_app
-from flotilla.server.resources import ResourceService
 from flotilla.store import Store
+from flotilla.store.service import ResourceService
 
 DEFAULT_PORT = 8470
 DEFAULT_HOST = "127.0.0.1"

@@ -9,8 +9,9 @@
         with store.watch(widgets, since=rv) as w:
             event = w.next_event(timeout=1.0)
 
-The store is schema-agnostic (bodies are validated above it) and stdlib-only, so importing it is
-cheap.
+The store itself is schema-agnostic and stdlib-only, so importing it is cheap. Bodies are
+validated by `flotilla.store.service.ResourceService` (imported on its own), the layer every writer
+goes through: the HTTP API and the in-process controllers alike.
 """
 
 from flotilla.store.db import SCHEMA_VERSION

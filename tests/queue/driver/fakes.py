@@ -34,8 +34,8 @@ from flotilla.queue.types import (
     Snapshot,
     WorkloadInfo,
 )
-from flotilla.server.resources import ResourceService, resource_type
 from flotilla.store import Store
+from flotilla.store.service import ResourceService, resource_type
 
 JSON = dict[str, Any]
 START = 1_700_000_000.0

@@ -1,7 +1,8 @@
 """The resource service: validation, version conversion and defaulting in front of the store.
 
-Both the HTTP API and in-process drivers (controllers in later issues) go through this layer,
-so every write is validated the same way and stored in its kind's internal version.
+Both the HTTP API (`flotilla.server`) and in-process drivers (the queue controller) go through
+this layer, so every write is validated the same way and stored in its kind's internal version.
+It sits with the store, below the policies and drivers, so that a driver never imports the server.
 """
 
 from __future__ import annotations
