@@ -22,7 +22,9 @@ def registry() -> Registry:
 
 @pytest.fixture
 def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path / "data", port=free_port()).start_in_thread()
+    """The API, the store and the queue controller; no runtime (pods are not run, no nodes appear).
+    Tests of running work use `runtime_plane`."""
+    plane = ControlPlane(tmp_path / "data", port=free_port(), runtime=False).start_in_thread()
     try:
         yield plane
     finally:

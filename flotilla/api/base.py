@@ -104,6 +104,12 @@ class Condition(KubeModel):
     observedGeneration: int | None = None
 
 
+class ProbedCondition(Condition):
+    """A core/batch condition (JobCondition, PodCondition): metav1.Condition plus lastProbeTime."""
+
+    lastProbeTime: str | None = None
+
+
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 

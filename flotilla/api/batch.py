@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from flotilla.api.base import Condition, KubeModel, Resource
+from flotilla.api.base import KubeModel, ProbedCondition, Resource
 from flotilla.api.errors import FieldIssue
 from flotilla.api.pod import PodTemplateSpec
 
@@ -35,7 +35,7 @@ class JobSpec(KubeModel):
 
 
 class JobStatus(KubeModel):
-    conditions: list[Condition] | None = None
+    conditions: list[ProbedCondition] | None = None
     startTime: str | None = None
     completionTime: str | None = None
     active: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flotilla.api import batch, core, gaie, kueue, kueue_v1beta1
+from flotilla.api import batch, core, gaie, kueue, kueue_v1beta1, slicing
 from flotilla.api.registry import Column, Kind, Registry, Version
 
 JSON = dict[str, Any]
@@ -76,6 +76,42 @@ def _node_gpus(o: JSON) -> str:
     return f"{len(gpus)}x {gpus[0].get('product', '?')} ({kind})"
 
 
+def _pod_status(o: JSON) -> str:
+    """kubectl's STATUS: a terminating pod, a waiting container's reason, Completed, Error, ..."""
+    if get(o, "metadata.deletionTimestamp"):
+        return "Terminating"
+    phase = get(o, "status.phase", "Pending") or "Pending"
+    if get(o, "status.reason"):
+        return str(get(o, "status.reason"))
+    for cs in get(o, "status.containerStatuses", []) or []:
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return str(waiting["reason"])
+    if phase == "Succeeded":
+        return "Completed"
+    if phase == "Failed":
+        return "Error"
+    if phase == "Pending" and get(o, "spec.nodeName"):
+        return "ContainerCreating"
+    return str(phase)
+
+
+def _pod_restarts(o: JSON) -> int:
+    return sum(int(cs.get("restartCount") or 0) for cs in get(o, "status.containerStatuses", []) or [])
+
+
+def _pod_devices(o: JSON) -> str:
+    """The GPUs and MIG slices the pod holds: `GPU-3f6c…:1g.5gb` (UUID shortened)."""
+    raw = (get(o, "metadata.annotations", {}) or {}).get("flotilla.dev/devices")
+    if not raw:
+        return "<none>"
+    out = []
+    for item in str(raw).split(","):
+        uuid, _, profile = item.partition(":")
+        out.append(f"{uuid[:12]}:{profile}")
+    return ",".join(out)
+
+
 def _pod_ready(o: JSON) -> str:
     statuses = get(o, "status.containerStatuses", []) or []
     total = len(get(o, "spec.containers", []) or [])
@@ -144,9 +180,12 @@ def build_registry() -> Registry:
                 ("po",),
                 columns=(
                     Column("READY", _pod_ready),
-                    Column("STATUS", _path("status.phase")),
+                    Column("STATUS", _pod_status),
+                    Column("RESTARTS", _pod_restarts),
                     AGE,
-                    Column("NODE", _path("spec.nodeName"), wide=True),
+                    Column("NODE", lambda o: get(o, "spec.nodeName") or "<none>"),
+                    Column("DEVICES", _pod_devices),
+                    Column("IP", _path("status.podIP"), wide=True),
                 ),
             ),
             Kind(
@@ -282,6 +321,27 @@ def build_registry() -> Registry:
                     Column("POOL", _path("spec.poolRef.name")),
                     Column("PRIORITY", _path("spec.priority")),
                     AGE,
+                ),
+            ),
+            Kind(
+                slicing.GROUP,
+                "AllocationClaim",
+                "allocationclaims",
+                True,
+                (Version(slicing.VERSION, slicing.AllocationClaim),),
+                ("alloc",),
+                columns=(
+                    Column("PROFILE", _path("spec.profile")),
+                    Column("NODE", _path("spec.nodename")),
+                    Column("GPU", _path("spec.gpuUUID")),
+                    Column("START", _path("spec.migPlacement.start")),
+                    Column("STATE", _path("status.state")),
+                    Column(
+                        "POD",
+                        lambda o: "/".join(filter(None, (get(o, "spec.podRef.namespace"), get(o, "spec.podRef.name")))),
+                    ),
+                    AGE,
+                    Column("DEVICE", _path("status.migUUID"), wide=True),
                 ),
             ),
         ]

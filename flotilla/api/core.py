@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from flotilla.api.base import Condition, KubeModel, Resource, Taint
+from flotilla.api.base import KubeModel, ProbedCondition, Resource, Taint
 from flotilla.api.errors import FieldIssue
 from flotilla.api.pod import PodSpec
 from flotilla.api.quantity import QuantityField
@@ -61,17 +61,28 @@ class NodeCondition(KubeModel):
     lastTransitionTime: str | None = None
 
 
+GPUFault = Literal["remapped-rows", "pcie-degraded", "xid", "offline"]
+GPUHealth = Literal["PASS", "WARN", "TESTING", "EVICT", "ERR"]
+
+
 class GPUInfo(KubeModel):
-    """Flotilla's GPU inventory entry (what NVML or the emulator reports for one device)."""
+    """Flotilla's GPU inventory entry (what NVML or the emulator reports for one device).
+
+    `model` is the MIG profile table's key (`A100-40GB`); `health` is the last health check's
+    verdict (Autopilot's values) and `healthMessage` names the failing check; `faults` are the
+    faults injected into an emulated GPU (`flotilla fault inject`)."""
 
     index: int = Field(ge=0)
     uuid: str
     product: str
+    model: str | None = None
     memoryMiB: int = Field(ge=0)
     migCapable: bool = False
     migEnabled: bool = False
     emulated: bool = False
-    health: str | None = None
+    health: GPUHealth | None = None
+    healthMessage: str | None = None
+    faults: list[GPUFault] | None = None
 
 
 class NodeStatus(KubeModel):
@@ -98,7 +109,7 @@ class ContainerStatus(KubeModel):
 
 class PodStatus(KubeModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] | None = None
-    conditions: list[Condition] | None = None
+    conditions: list[ProbedCondition] | None = None
     reason: str | None = None
     message: str | None = None
     hostIP: str | None = None

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from flotilla import __version__
+from flotilla.cli.fault import app as fault_app
+from flotilla.cli.logs import logs
 from flotilla.cli.queue import queue_app
 from flotilla.cli.resources import register_resource_commands
 
@@ -21,6 +23,8 @@ app = typer.Typer(
 )
 register_resource_commands(app)
 app.add_typer(queue_app)
+app.add_typer(fault_app)
+app.command()(logs)
 
 
 @app.command()
@@ -38,15 +42,47 @@ def up(
         Path | None,
         typer.Option("--queue-config", help="YAML file of QueueConfig (Kueue's Configuration for admission)."),
     ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            help="Emulated GPUs: NODESxGPUSxMODEL[,...] (e.g. 1x2xA100-40GB, 4x8xA100-80GB) or a YAML file "
+            "(default when no GPU is found: 1x2xA100-40GB).",
+        ),
+    ] = None,
+    gpu_backend: Annotated[
+        str, typer.Option("--gpu-backend", help="auto (NVML when a GPU is found), nvml or emulated.")
+    ] = "auto",
+    runtime_config: Annotated[
+        Path | None,
+        typer.Option("--runtime-config", help="YAML file of RuntimeConfig (placement policy, scheduler, back-offs)."),
+    ] = None,
+    placement: Annotated[
+        str | None, typer.Option("--placement", help="MIG placement policy: first-fit (DAS's) or packing.")
+    ] = None,
 ) -> None:
     """Start the embedded control plane in the foreground (Ctrl-C stops it)."""
     from flotilla.queue.driver import QueueConfigError, load_queue_config
+    from flotilla.runtime.config import RuntimeConfig, RuntimeConfigError, load_runtime_config
+    from flotilla.runtime.scheduling import PluginArgsError, UnknownPluginError
     from flotilla.server.runner import LOOPBACK, ControlPlane, default_data_dir
+    from flotilla.slicer import PlacementConfig, PolicyParamsError, UnknownPolicyError
+    from flotilla.slicer.backends import NoGPUError
+    from flotilla.slicer.inventory import GPUConfigError, load_gpu_config, parse_gpu_spec
 
+    if gpu_backend not in ("auto", "nvml", "emulated"):
+        typer.echo(f"error: --gpu-backend {gpu_backend!r}: use auto, nvml or emulated", err=True)
+        raise typer.Exit(2)
     try:
         config = load_queue_config(queue_config) if queue_config is not None else None
-    except QueueConfigError as exc:
-        typer.echo(f"error: invalid queue config:\n{exc}", err=True)
+        rconfig = load_runtime_config(runtime_config) if runtime_config is not None else None
+        if placement is not None:
+            rconfig = (rconfig or RuntimeConfig()).model_copy(update={"placement": PlacementConfig(policy=placement)})
+        gpu_config = None
+        if gpus is not None:
+            gpu_config = load_gpu_config(gpus) if Path(gpus).is_file() else parse_gpu_spec(gpus)
+    except (QueueConfigError, RuntimeConfigError, GPUConfigError) as exc:
+        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
         raise typer.Exit(2) from None
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,7 +91,18 @@ def up(
     if host not in LOOPBACK:
         log.warning("binding to %s: the API is reachable from other machines and has no authentication yet", host)
     try:
-        plane = ControlPlane(directory, host=host, port=port, queue_config=config)
+        plane = ControlPlane(
+            directory,
+            host=host,
+            port=port,
+            queue_config=config,
+            gpus=gpu_config,
+            gpu_backend=gpu_backend,  # type: ignore[arg-type]
+            runtime_config=rconfig,
+        )
+    except (NoGPUError, UnknownPolicyError, PolicyParamsError, UnknownPluginError, PluginArgsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"error: cannot open the state store in {directory}: {exc}", err=True)
         raise typer.Exit(1) from None

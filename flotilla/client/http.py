@@ -95,6 +95,25 @@ class FlotillaClient:
             raise ApiError(status if isinstance(status, dict) else {"message": str(status)}, response.status_code)
         return response.json() if response.content else {}
 
+    def logs(self, namespace: str, pod: str, container: str | None = None, tail_lines: int | None = None) -> str:
+        """A pod container's output (`GET /api/v1/namespaces/NS/pods/NAME/log`)."""
+        params: dict[str, Any] = {}
+        if container:
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = tail_lines
+        try:
+            response = self._http.get(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", params=params)
+        except httpx.ConnectError:
+            raise ServerUnavailable(self.server) from None
+        if response.status_code >= 400:
+            try:
+                status = response.json()
+            except ValueError:
+                status = {"message": response.text}
+            raise ApiError(status if isinstance(status, dict) else {"message": str(status)}, response.status_code)
+        return response.text
+
     def healthy(self) -> bool:
         try:
             return self._http.get("/healthz").status_code == 200

@@ -39,12 +39,12 @@ from flotilla.queue.build import ApiObjects, QueueSnapshots, queue_snapshots
 from flotilla.queue.cycles import CycleRunner
 from flotilla.queue.driver import KINDS, MAX_CYCLES, PassReport, Policy, default_policy, log
 from flotilla.queue.index import WorkloadIndex
-from flotilla.queue.informer import Informer
 from flotilla.queue.metrics import QueueMetrics
 from flotilla.queue.reconcile import Reconciler
 from flotilla.queue.status import QueueView, queue_statuses
 from flotilla.queue.types import QueueConfig
 from flotilla.store import AlreadyExists, Conflict, NotFound
+from flotilla.store.informer import Informer
 from flotilla.store.service import ResourceService, resource_type
 
 JSON = dict[str, Any]

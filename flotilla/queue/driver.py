@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
-from flotilla.api.errors import issues_from_validation
+from flotilla.api.configfile import read_yaml, validate_model
 from flotilla.queue.types import CycleContext, CycleResult, PendingDecision, QueueConfig, Snapshot
 
 JSON = dict[str, Any]
@@ -60,27 +57,12 @@ def parse_queue_config(raw: Any, source: str) -> QueueConfig:
     for section, name in DURATION_FIELDS:
         if isinstance(raw.get(section), dict) and name in raw[section]:
             raw[section][name] = parse_duration(raw[section][name])
-    try:
-        return QueueConfig.model_validate(raw)
-    except ValidationError as exc:
-        issues = issues_from_validation(QueueConfig, exc)
-        raise QueueConfigError("\n".join(f"{source}: {issue}" for issue in issues)) from None
+    return validate_model(QueueConfig, raw, source, QueueConfigError)
 
 
 def load_queue_config(path: Path | str) -> QueueConfig:
     """Read and validate a YAML queue config file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise QueueConfigError(f"{path}: cannot read the queue config: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise QueueConfigError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    return parse_queue_config(raw, str(path))
+    return parse_queue_config(read_yaml(path, "queue config", QueueConfigError), str(path))
 
 
 # The kinds a pass reads, with the resource names the registry resolves.

@@ -55,8 +55,15 @@ async def _read_body(request: Request) -> Any:
         raise bad_request(f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {exc}") from None
 
 
-def create_app(service: ResourceService, *, ready: Callable[[], bool] | None = None) -> FastAPI:
-    """Build the API app around a resource service (the store and registry it wraps)."""
+def create_app(
+    service: ResourceService,
+    *,
+    ready: Callable[[], bool] | None = None,
+    pod_logs: Callable[[str, str, str, int | None], str | None] | None = None,
+) -> FastAPI:
+    """Build the API app around a resource service (the store and registry it wraps).
+    `pod_logs(namespace, pod, container, tail_lines)` reads a container's output (the runtime's;
+    None: none yet) for `GET .../pods/NAME/log`."""
     app = FastAPI(
         title="Flotilla control plane",
         version=__version__,
@@ -163,6 +170,29 @@ def create_app(service: ResourceService, *, ready: Callable[[], bool] | None = N
         return await guarded("get", "discovery", run)
 
     # -- apply (many documents, one transaction) --------------------------------------------------
+    @app.get("/api/v1/namespaces/{namespace}/pods/{name}/log", tags=["resources"], response_class=PlainTextResponse)
+    async def pod_log(
+        namespace: str, name: str, container: str | None = None, tailLines: int | None = None
+    ) -> Response:
+        """A container's output, as `kubectl logs` reads it (the only container by default)."""
+
+        async def run() -> Response:
+            pod = service.get(service.registry.resolve("pods"), name, namespace)
+            names = [c["name"] for c in pod["spec"]["containers"]]
+            chosen = container or (names[0] if len(names) == 1 else None)
+            if chosen is None:
+                raise bad_request(f"a container name must be specified for pod {name}, choose one of: {names}")
+            if chosen not in names:
+                raise bad_request(f"container {chosen} is not valid for pod {name}")
+            if tailLines is not None and tailLines < 0:
+                raise bad_request("tailLines must be >= 0")
+            text = None if pod_logs is None else await asyncio.to_thread(pod_logs, namespace, name, chosen, tailLines)
+            if text is None:
+                raise bad_request(f'container "{chosen}" in pod "{name}" has not started; no logs yet')
+            return PlainTextResponse(text)
+
+        return await guarded("get", "pods/log", run)
+
     @app.post(APPLY_PATH, tags=["apply"])
     async def apply(request: Request) -> Response:
         async def run() -> Response:

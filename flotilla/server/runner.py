@@ -14,9 +14,15 @@ import uvicorn
 from flotilla.api.catalog import build_registry
 from flotilla.queue.controller import Policy, QueueController
 from flotilla.queue.types import QueueConfig
+from flotilla.runtime.config import RuntimeConfig
+from flotilla.runtime.controller import RuntimeController
 from flotilla.server.app import create_app
+from flotilla.slicer.backends import BackendChoice, GPUBackend, detect
+from flotilla.slicer.inventory import EmulatedGPUConfig
 from flotilla.store import Store
 from flotilla.store.service import ResourceService
+from flotilla.telemetry.checks import HealthConfig
+from flotilla.telemetry.monitor import HealthMonitor
 
 DEFAULT_PORT = 8470
 DEFAULT_HOST = "127.0.0.1"
@@ -40,16 +46,26 @@ def free_port(host: str = DEFAULT_HOST) -> int:
 
 @dataclass
 class ControlPlane:
-    """The store, the resource service, the queue controller and the HTTP app, wired together.
+    """The store, the resource service, the queue controller, the runtime (GPU backend, pod
+    scheduler, slicer, process runner), the health monitor and the HTTP app, wired together.
 
     `queue_config` configures admission (Kueue semantics); `queue_policy` replaces the admission
-    policy (default: flotilla.queue.cycle.schedule, imported when the controller starts)."""
+    policy (default: flotilla.queue.cycle.schedule, imported when the controller starts).
+    `gpus` declares emulated GPUs (default: 1 node x 2 A100-40GB when no GPU is found);
+    `gpu_backend` chooses: auto (NVML when a GPU is present), nvml or emulated. `runtime=False`
+    leaves pods unrun (a control plane for tests or for objects only)."""
 
     data_dir: Path
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     queue_config: QueueConfig | None = None
     queue_policy: Policy | None = None
+    gpus: EmulatedGPUConfig | None = None
+    gpu_backend: BackendChoice = "auto"
+    runtime_config: RuntimeConfig | None = None
+    health_config: HealthConfig | None = None
+    runtime: bool = True
+    backend: GPUBackend | None = None
     service: ResourceService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,8 +74,26 @@ class ControlPlane:
         self.service = ResourceService(self.store, build_registry())
         self.service.ensure_namespace("default")
         self.queue = QueueController(self.service, self.queue_config, policy=self.queue_policy)
-        self.app = create_app(self.service)
-        self.app.state.metrics.registry.register(self.queue.metrics)
+        self.runtime_controller: RuntimeController | None = None
+        self.health: HealthMonitor | None = None
+        if self.runtime:
+            backend = self.backend or detect(self.gpus, self.gpu_backend)
+            self.runtime_controller = RuntimeController(
+                self.service, backend, self.data_dir / "runtime", self.runtime_config
+            )
+        logs = None if self.runtime_controller is None else self.runtime_controller.kubelet.read_log
+        self.app = create_app(self.service, pod_logs=logs)
+        registry = self.app.state.metrics.registry
+        registry.register(self.queue.metrics)
+        if self.runtime_controller is not None:
+            self.health = HealthMonitor(
+                self.service,
+                self.health_config,
+                ping_target=(self.host if self.host not in ("0.0.0.0", "::") else DEFAULT_HOST, self.port),
+                busy=self.runtime_controller.gpu_busy,
+            )
+            self.runtime_controller.on_faults = self.health.trigger
+            registry.register(self.health.collector())
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -76,17 +110,17 @@ class ControlPlane:
     def serve(self, log_level: str = "info") -> None:
         """Serve in the foreground until interrupted (Ctrl-C or SIGTERM)."""
         self._server = uvicorn.Server(self._config(log_level))
-        self.queue.start()
+        self._start_controllers()
         try:
             self._server.run()
         finally:
-            self.queue.stop()
+            self._stop_controllers()
             self.store.close()
 
     def start_in_thread(self, log_level: str = "warning") -> ControlPlane:
         """Serve on a background thread (tests, demo); returns once the port accepts connections."""
         self._server = uvicorn.Server(self._config(log_level))
-        self.queue.start()
+        self._start_controllers()
         self._thread = threading.Thread(target=self._server.run, name="flotilla-api", daemon=True)
         self._thread.start()
         while not self._server.started:
@@ -100,8 +134,24 @@ class ControlPlane:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
-        self.queue.stop()
+        self._stop_controllers()
         self.store.close()
+
+    def _start_controllers(self) -> None:
+        self.queue.start()
+        if self.runtime_controller is not None:
+            self.runtime_controller.start()
+        if self.health is not None:
+            self.health.start()
+
+    def _stop_controllers(self) -> None:
+        """The controllers stop; the processes of running pods stop too (a local runtime has no
+        node to outlive it on; after a crash, a restart finds them again)."""
+        if self.health is not None:
+            self.health.stop()
+        if self.runtime_controller is not None:
+            self.runtime_controller.shutdown()
+        self.queue.stop()
 
     def __enter__(self) -> ControlPlane:
         return self

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flotilla.queue.informer import Informer
 from flotilla.store import ResourceType, Store
+from flotilla.store.informer import Informer
 from tests.store.builders import NODE, WIDGET, node, widget
 
 JSON = dict[str, Any]

@@ -1,4 +1,5 @@
-"""The queue controller's in-memory view of the store (Kubernetes' informer pattern).
+"""A controller's in-memory view of the store (Kubernetes' informer pattern): the queue
+controller and the runtime controller each keep one.
 
 List every object of the kinds admission reads once, then keep the lists current by applying the
 store's watch events; when the watch falls behind the event log (`Gone`), list again. The
