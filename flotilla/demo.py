@@ -1,9 +1,12 @@
 """`make demo` / `flotilla demo`: the workflow on embedded defaults.
 
-At this stage the demo starts the control plane as a real background process, applies the
-project's demo manifests (the study's Kueue setup and Whisper Jobs) with `flotilla apply`, lists
-them with `flotilla get`, and stops the server. Later stages extend it to the whole
-speech-to-summary workflow.
+At this stage the demo starts the control plane as a real background process on emulated GPUs
+(1 node x 2 A100-40GB), applies the project's demo manifests (the study's Kueue setup and its DAS
+variant of the Whisper Jobs: 1g.5gb slices for whisper-medium, 3g.20gb for whisper-large) with
+`flotilla apply`, waits until the queue has admitted the Jobs and the runtime has carved a MIG
+slice for each pod, shows them with `flotilla get`, and stops the server. The Whisper command
+the pods run (`flotilla asr transcribe`) comes with the model-serving stage; later stages extend
+the demo to the whole speech-to-summary workflow.
 """
 
 from __future__ import annotations
@@ -65,6 +68,21 @@ def _wait_admitted(url: str, namespace: str, expected: int, timeout: float = 15.
     return admitted
 
 
+def _wait_placed(url: str, namespace: str, expected: int, timeout: float = 30.0) -> int:
+    """Wait until `expected` AllocationClaims (MIG slices) exist in `namespace`; return how many."""
+    deadline = time.monotonic() + timeout
+    placed = 0
+    while time.monotonic() < deadline:
+        items = httpx.get(
+            f"{url}/apis/inference.redhat.com/v1alpha1/namespaces/{namespace}/allocationclaims", timeout=5
+        ).json()
+        placed = sum(1 for c in items.get("items", []) if (c.get("status") or {}).get("state") in ("created", "inUse"))
+        if placed >= expected:
+            break
+        time.sleep(0.1)
+    return placed
+
+
 def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
     shown = " ".join(["flotilla", *argv[3:]])
     console.print(f"\n[bold cyan]$ {shown}[/]")
@@ -84,7 +102,11 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
     console.print(f"State: {workdir}   API: {url}")
     log = (workdir / "controlplane.log").open("wb") if workdir.exists() else None
     server = subprocess.Popen(
-        _flotilla("up", "--port", str(port), "--data-dir", str(workdir), "--log-level", "warning"),
+        _flotilla(
+            "up",
+            *("--port", str(port), "--data-dir", str(workdir), "--log-level", "warning"),
+            *("--gpu-backend", "emulated", "--gpus", "1x2xA100-40GB"),
+        ),
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -97,19 +119,28 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
         if admitted < 4:
             raise RuntimeError(f"the queue controller admitted {admitted} of 4 workloads within 15 s")
         console.print(f"\n[green]queue controller admitted {admitted} of 4 workloads[/]")
+        placed = _wait_placed(url, "whisper", expected=4)
+        if placed < 4:
+            raise RuntimeError(f"the runtime placed {placed} of 4 pods on MIG slices within 30 s")
+        console.print(f"[green]runtime carved {placed} MIG slices, one per pod[/]")
         steps = [
+            ("claims", _flotilla("get", "allocationclaims", "-n", "whisper")),
             ("flavors", _flotilla("get", "resourceflavors")),
             ("cluster queues", _flotilla("get", "cq", "-o", "wide")),
             ("local queues", _flotilla("get", "lq", "-n", "whisper")),
             ("jobs", _flotilla("get", "jobs", "-n", "whisper", "-o", "wide")),
             ("workloads", _flotilla("get", "workloads", "-n", "whisper")),
+            ("nodes", _flotilla("get", "nodes")),
+            ("pods", _flotilla("get", "pods", "-n", "whisper")),
         ]
         for title, argv in steps:
             if _step(title, argv, env) != 0:
                 return 1
         console.print(
-            "\n[bold green]Done.[/] Kueue-style admission reserved quota for the Whisper Jobs above "
-            "(workloads ADMITTED=True);\nrunning them on (emulated) GPUs comes with the accelerator stage."
+            "\n[bold green]Done.[/] Kueue-style admission reserved quota for the Whisper Jobs above, and the\n"
+            "runtime placed each pod on its own MIG slice of the emulated A100s (first-fit, as DAS does).\n"
+            "The transcription command itself (`flotilla asr transcribe`) arrives with the model-serving stage:\n"
+            "until then these pods exit with an error (`flotilla logs job/NAME -n whisper` shows it)."
         )
         if keep:
             console.print(f"The control plane keeps running at {url} (pid {server.pid}); stop it with Ctrl-C.")

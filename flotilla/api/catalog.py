@@ -83,6 +83,10 @@ def _pod_status(o: JSON) -> str:
     phase = get(o, "status.phase", "Pending") or "Pending"
     if get(o, "status.reason"):
         return str(get(o, "status.reason"))
+    inits = get(o, "status.initContainerStatuses", []) or []
+    done = sum(1 for cs in inits if ((cs.get("state") or {}).get("terminated") or {}).get("exitCode") == 0)
+    if inits and done < len(inits) and phase == "Pending":
+        return f"Init:{done}/{len(inits)}"
     for cs in get(o, "status.containerStatuses", []) or []:
         waiting = (cs.get("state") or {}).get("waiting")
         if waiting and waiting.get("reason"):

@@ -102,9 +102,13 @@ class Node(Resource):
 class ContainerStatus(KubeModel):
     name: str
     ready: bool = False
+    started: bool | None = None
     restartCount: int = 0
     state: dict[str, Any] | None = None
+    lastState: dict[str, Any] | None = None
     image: str | None = None
+    imageID: str | None = None
+    containerID: str | None = None
 
 
 class PodStatus(KubeModel):
@@ -115,7 +119,10 @@ class PodStatus(KubeModel):
     hostIP: str | None = None
     podIP: str | None = None
     startTime: str | None = None
+    initContainerStatuses: list[ContainerStatus] | None = None
     containerStatuses: list[ContainerStatus] | None = None
+    nominatedNodeName: str | None = None
+    qosClass: str | None = None
 
 
 class Pod(Resource):

@@ -73,17 +73,27 @@ def up(
     if gpu_backend not in ("auto", "nvml", "emulated"):
         typer.echo(f"error: --gpu-backend {gpu_backend!r}: use auto, nvml or emulated", err=True)
         raise typer.Exit(2)
+
+    def invalid(what: str, exc: Exception) -> typer.Exit:
+        typer.echo(f"error: invalid {what}:\n{exc}", err=True)
+        return typer.Exit(2)
+
     try:
         config = load_queue_config(queue_config) if queue_config is not None else None
+    except QueueConfigError as exc:
+        raise invalid("queue config", exc) from None
+    try:
         rconfig = load_runtime_config(runtime_config) if runtime_config is not None else None
         if placement is not None:
             rconfig = (rconfig or RuntimeConfig()).model_copy(update={"placement": PlacementConfig(policy=placement)})
+    except RuntimeConfigError as exc:
+        raise invalid("runtime config", exc) from None
+    try:
         gpu_config = None
         if gpus is not None:
             gpu_config = load_gpu_config(gpus) if Path(gpus).is_file() else parse_gpu_spec(gpus)
-    except (QueueConfigError, RuntimeConfigError, GPUConfigError) as exc:
-        typer.echo(f"error: invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+    except GPUConfigError as exc:
+        raise invalid("GPU config", exc) from None
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("flotilla.up")

@@ -302,8 +302,8 @@ def _scale(
         extra = sorted(running, key=lambda p: -(pod_index(p) or 0))[: max(len(running) - wanted, 0)]
         todo: list[int | None] = list(missing[: max(wanted - len(running), 0)])
     else:
-        if completions is None:
-            wanted = 0 if succeeded else parallelism
+        if completions is None:  # a work queue: after a success, running pods finish, none start
+            wanted = len(running) if succeeded else parallelism
         else:
             wanted = min(parallelism, int(completions) - len(succeeded))
         extra = list(running)[wanted:]

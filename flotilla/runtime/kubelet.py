@@ -38,6 +38,7 @@ from flotilla.runtime.process import ExitStatus, Launch, ProcessRecord, ProcessR
 from flotilla.runtime.sandbox import Sandbox, SandboxError
 
 JSON = dict[str, Any]
+INIT = "init:"  # record keys of init containers
 RECORDS = "containers.json"  # in the pod's sandbox: the runtime's own record, never the API's
 DEVICES = "flotilla.dev/devices"
 MAX_BACKOFF = 300.0
@@ -103,10 +104,12 @@ class Kubelet:
         A configuration error leaves it Pending with the container waiting (CreateContainerConfigError)."""
         out: JSON = copy_json(dict(pod))
         meta, spec = out["metadata"], out["spec"]
-        now = rfc3339(self._clock())
         try:
             sandbox = Sandbox.create(self.root, str(meta["uid"]), spec.get("volumes") or [], configmaps, secrets)
-            launches = [self._launch(out, c, sandbox, configmaps, secrets, claims) for c in spec["containers"]]
+            inits = spec.get("initContainers") or []
+            if inits:
+                return self._start_init(out, 0, sandbox, configmaps, secrets, claims, {})
+            return self._start_main(out, sandbox, configmaps, secrets, claims, {})
         except (EnvError, SandboxError) as exc:
             status = out.setdefault("status", {})
             status["phase"] = "Pending"
@@ -121,8 +124,22 @@ class Kubelet:
                 for c in spec["containers"]
             ]
             return out
+
+    def _start_main(
+        self,
+        out: JSON,
+        sandbox: Sandbox,
+        configmaps: Mapping[str, Mapping[str, Any]],
+        secrets: Mapping[str, Mapping[str, Any]],
+        claims: Sequence[Mapping[str, Any]],
+        recs: dict[str, ProcessRecord],
+    ) -> JSON:
+        """Start the app containers (after the init containers, if any, succeeded)."""
+        meta, spec = out["metadata"], out["spec"]
+        now = rfc3339(self._clock())
+        launches = [self._launch(out, c, sandbox, configmaps, secrets, claims) for c in spec["containers"]]
         started = {launch.container: self.processes.start(launch) for launch in launches}
-        self._save(str(meta["uid"]), started)
+        self._save(str(meta["uid"]), {**recs, **started})
         meta.setdefault("annotations", {})
         devices = sorted({str(c["spec"]["gpuUUID"]) + ":" + str(c["spec"].get("profile")) for c in claims})
         if devices:
@@ -144,6 +161,104 @@ class Kubelet:
         ]
         _pod_conditions(status, ready=True, now=self._clock())
         return out
+
+    def _start_init(
+        self,
+        out: JSON,
+        n: int,
+        sandbox: Sandbox,
+        configmaps: Mapping[str, Mapping[str, Any]],
+        secrets: Mapping[str, Mapping[str, Any]],
+        claims: Sequence[Mapping[str, Any]],
+        recs: dict[str, ProcessRecord],
+    ) -> JSON:
+        """Start init container `n` (they run one at a time, in order, before the app containers)."""
+        spec, status = out["spec"], out.setdefault("status", {})
+        container = spec["initContainers"][n]
+        recs = {
+            **recs,
+            INIT + container["name"]: self.processes.start(
+                self._launch(out, container, sandbox, configmaps, secrets, claims)
+            ),
+        }
+        self._save(str(out["metadata"]["uid"]), recs)
+        now = rfc3339(self._clock())
+        previous = {s["name"]: s for s in status.get("initContainerStatuses") or []}
+        statuses = []
+        for i, c in enumerate(spec["initContainers"]):
+            if i < n:
+                statuses.append(previous[c["name"]])
+            elif i == n:
+                restarts = int((previous.get(c["name"]) or {}).get("restartCount") or 0)
+                statuses.append(
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "ready": False,
+                        "restartCount": restarts,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                )
+            else:
+                statuses.append(
+                    {
+                        "name": c["name"],
+                        "image": c.get("image", ""),
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "PodInitializing"}},
+                    }
+                )
+        status["initContainerStatuses"] = statuses
+        status["containerStatuses"] = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}},
+            }
+            for c in spec["containers"]
+        ]
+        status.update(phase="Pending", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
+        return out
+
+    def _sync_init(
+        self,
+        pod: Mapping[str, Any],
+        recs: dict[str, ProcessRecord],
+        configmaps: Mapping[str, Mapping[str, Any]],
+        secrets: Mapping[str, Mapping[str, Any]],
+        claims: Sequence[Mapping[str, Any]],
+    ) -> JSON | None:
+        """Advance a pod still initialising: next init container, the app containers, a restart
+        (restartPolicy OnFailure/Always) or failure (Never). None: nothing changed."""
+        out: JSON = copy_json(dict(pod))
+        spec, status = out["spec"], out.setdefault("status", {})
+        inits = spec["initContainers"]
+        n = sum(1 for c in inits if INIT + c["name"] in recs) - 1
+        current = inits[n]
+        result = self.processes.poll(recs[INIT + current["name"]])
+        if result is None:
+            return None
+        cs = status["initContainerStatuses"][n]
+        started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+        cs.update(state={"terminated": _terminated(result, started)}, ready=result.exit_code == 0)
+        sandbox = Sandbox.at(self.root, str(out["metadata"]["uid"]))
+        try:
+            if result.exit_code == 0:
+                if n + 1 < len(inits):
+                    return self._start_init(out, n + 1, sandbox, configmaps, secrets, claims, recs)
+                return self._start_main(out, sandbox, configmaps, secrets, claims, recs)
+            if (spec.get("restartPolicy") or "Always") == "Never":
+                status.update(phase="Failed", reason="Init:Error", message=f"init container {current['name']} failed")
+                return out
+            cs["restartCount"] = int(cs.get("restartCount") or 0) + 1
+            cs["lastState"] = cs.pop("state")
+            return self._start_init(out, n, sandbox, configmaps, secrets, claims, recs)
+        except (EnvError, SandboxError) as exc:
+            cs["state"] = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
+            return out
 
     def _launch(
         self,
@@ -211,6 +326,9 @@ class Kubelet:
         recs = self.records(pod)
         if not recs:
             return None, None
+        if any(name.startswith(INIT) for name in recs) and not any(not name.startswith(INIT) for name in recs):
+            return self._sync_init(pod, recs, configmaps, secrets, claims), None
+        recs = {k: r for k, r in recs.items() if not k.startswith(INIT)}
         out: JSON = copy_json(dict(pod))
         status = out.setdefault("status", {})
         policy = out["spec"].get("restartPolicy") or "Always"

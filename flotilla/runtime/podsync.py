@@ -86,7 +86,7 @@ class PodSync:
                 return  # the binder creates the slices first
             out = self.ctl.kubelet.start(pod, configmaps, secrets, claims)
             self._write_pod(pod, out)
-            if out["status"].get("phase") == "Running":
+            if self.ctl.kubelet.started(pod):  # app or init containers run
                 self.ctl._report.started += 1
                 self.running.add(key)
                 for c in claims:

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,10 +139,20 @@ class ControlPlane:
         self.store.close()
 
     def _start_controllers(self) -> None:
+        """The controllers start now; the health monitor once the API listens (its node ping
+        check connects to the API's port, which must not fail before the server is up)."""
         self.queue.start()
         if self.runtime_controller is not None:
             self.runtime_controller.start()
         if self.health is not None:
+            threading.Thread(target=self._start_health, name="flotilla-health-start", daemon=True).start()
+
+    def _start_health(self) -> None:
+        while self._server is not None and not self._server.started:
+            if self._server.should_exit:
+                return
+            time.sleep(0.02)
+        if self.health is not None and self._server is not None and not self._server.should_exit:
             self.health.start()
 
     def _stop_controllers(self) -> None:

@@ -73,7 +73,7 @@ def test_describe(control_plane: ControlPlane) -> None:
     code, out, _ = cli(control_plane, "describe", "cq", "cluster-queue")
     assert code == 0
     assert "Name:         cluster-queue" in out and "Kind:         ClusterQueue" in out
-    assert "nominalQuota: '8'" in out or "nominalQuota: 8" in out
+    assert "nvidia.com/mig-3g.20gb" in out and ("nominalQuota: '4'" in out or "nominalQuota: 4" in out)
 
 
 def test_secret_values_are_never_printed(control_plane: ControlPlane, tmp_path: Path) -> None:

@@ -183,3 +183,33 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_init_containers_run_in_order_before_the_app(h: Harness) -> None:
+    j = job("init", py("import pathlib; print(pathlib.Path('shared/step').read_text())"))
+    spec = j["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "shared", "emptyDir": {}}]
+    spec["containers"][0]["volumeMounts"] = [{"name": "shared", "mountPath": "/shared"}]
+    mount = [{"name": "shared", "mountPath": "/shared"}]
+    spec["initContainers"] = [
+        {"name": "one", "image": "x", "command": py("open('shared/step','w').write('one')"), "volumeMounts": mount},
+        {"name": "two", "image": "x", "command": py("open('shared/step','a').write('+two')"), "volumeMounts": mount},
+    ]
+    h.create(j)
+    assert h.until(lambda: h.job_condition("init")) == "Complete:CompletionsReached"
+    (pod,) = h.pods("init")
+    assert h.log(pod).strip() == "one+two"
+    inits = pod["status"]["initContainerStatuses"]
+    assert [(s["name"], s["state"]["terminated"]["exitCode"]) for s in inits] == [("one", 0), ("two", 0)]
+
+
+def test_a_failing_init_container_fails_the_pod_and_the_app_never_runs(h: Harness) -> None:
+    j = job("badinit", py("print('app ran')"), backoffLimit=0)
+    j["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "setup", "image": "x", "command": py("raise SystemExit(4)")}
+    ]
+    h.create(j)
+    assert h.until(lambda: h.job_condition("badinit")) == "Failed:BackoffLimitExceeded"
+    (pod,) = h.pods("badinit")
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert h.log(pod) == ""

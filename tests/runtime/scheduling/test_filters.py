@@ -186,8 +186,15 @@ CASES = [
     ),
     # GPUHealth
     Case(
-        "EVICT node, GPU pod",
+        "EVICT node, GPU pod: fits (its healthy GPUs are still used; GPUFit skips the EVICT ones)",
         "GPUHealth",
+        pod().gpus(1),
+        node("n1").label("autopilot.ibm.com/gpuhealth", "EVICT"),
+        None,
+    ),
+    Case(
+        "EVICT node rejected when configured to drain EVICT nodes whole",
+        "GPUHealth:drain",
         pod().gpus(1),
         node("n1").label("autopilot.ibm.com/gpuhealth", "EVICT"),
         ("node(s) had GPU health EVICT",),
@@ -248,8 +255,10 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.plugin}: {c.name}")
 def test_filter(case: Case) -> None:
-    plugin = REGISTRY.filter(case.plugin)
-    status = plugin.fn(context(), case.pod.build(), case.node.build(), plugin.params_model())
+    name, _, variant = case.plugin.partition(":")
+    plugin = REGISTRY.filter(name)
+    params = plugin.params_model(**({"reject": ["EVICT", "ERR"]} if variant == "drain" else {}))
+    status = plugin.fn(context(), case.pod.build(), case.node.build(), params)
     if case.reasons is None:
         assert status is None
     else:

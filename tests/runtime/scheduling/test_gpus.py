@@ -136,9 +136,9 @@ CASES = [
         message="0/1 nodes are available: 1 Insufficient nvidia.com/mig-1g.5gb.",
     ),
     Case(
-        "EVICT-labelled node rejected for a GPU pod; the healthy node takes it",
+        "ERR-labelled node rejected for a GPU pod; the healthy node takes it",
         pod().gpus(1),
-        [node("n1").gpus(A100, 1).label(HEALTH, "EVICT"), node("n2").gpus(A100, 1)],
+        [node("n1").gpus(A100, 1).label(HEALTH, "ERR"), node("n2").gpus(A100, 1)],
         "n2",
         (whole("n2-gpu0"),),
     ),
