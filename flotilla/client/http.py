@@ -82,7 +82,8 @@ class FlotillaClient:
         self.close()
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def request(self, method: str, path: str, **kwargs: Any) -> JSON:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response, or ServerUnavailable / ApiError (the server's Status)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -93,6 +94,10 @@ class FlotillaClient:
             except ValueError:
                 status = {"message": response.text or f"HTTP {response.status_code}"}
             raise ApiError(status if isinstance(status, dict) else {"message": str(status)}, response.status_code)
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> JSON:
+        response = self._send(method, path, **kwargs)
         return response.json() if response.content else {}
 
     def logs(self, namespace: str, pod: str, container: str | None = None, tail_lines: int | None = None) -> str:
@@ -102,17 +107,7 @@ class FlotillaClient:
             params["container"] = container
         if tail_lines is not None:
             params["tailLines"] = tail_lines
-        try:
-            response = self._http.get(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", params=params)
-        except httpx.ConnectError:
-            raise ServerUnavailable(self.server) from None
-        if response.status_code >= 400:
-            try:
-                status = response.json()
-            except ValueError:
-                status = {"message": response.text}
-            raise ApiError(status if isinstance(status, dict) else {"message": str(status)}, response.status_code)
-        return response.text
+        return self._send("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", params=params).text
 
     def healthy(self) -> bool:
         try:

@@ -197,30 +197,12 @@ class Binder:
         if current and current.get("reason") == "Unschedulable" and current.get("message") == message:
             return
         status["phase"] = "Pending"
-        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": message,
-                "lastTransitionTime": rfc3339(now),
-            }
-        ]
-        self.ctl.write("status", "Pod", {**pod, "status": status})
+        self.ctl.write("status", "Pod", {**pod, "status": _unschedulable(status, message, now)})
 
     def _fail_unsupported(self, pod: JSON, message: str, now: float) -> None:
         status = dict(pod.get("status") or {})
         status.update(phase="Failed", reason=UNSUPPORTED_DEVICE, message=message)
-        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": message,
-                "lastTransitionTime": rfc3339(now),
-            }
-        ]
-        self.ctl.write("status", "Pod", {**pod, "status": status})
+        self.ctl.write("status", "Pod", {**pod, "status": _unschedulable(status, message, now)})
 
     # -- after a restart -------------------------------------------------------------------------------
     def recover_claims(self) -> None:
@@ -263,6 +245,13 @@ def assign_containers(
                 if pool:
                     out.append((c["name"], pool.pop(0)))
     return out
+
+
+def _unschedulable(status: JSON, message: str, now: float) -> JSON:
+    """`status` with condition PodScheduled False, reason Unschedulable, saying why."""
+    kept = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    return {**status, "conditions": [*kept, {**scheduled, "lastTransitionTime": rfc3339(now)}]}
 
 
 def _key(pod: JSON) -> str:

@@ -113,16 +113,8 @@ class Kubelet:
         except (EnvError, SandboxError) as exc:
             status = out.setdefault("status", {})
             status["phase"] = "Pending"
-            status["containerStatuses"] = [
-                {
-                    "name": c["name"],
-                    "image": c.get("image", ""),
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}},
-                }
-                for c in spec["containers"]
-            ]
+            waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
+            status["containerStatuses"] = [_container_status(c, waiting) for c in spec["containers"]]
             return out
 
     def _start_main(
@@ -148,17 +140,8 @@ class Kubelet:
         status.update(phase="Running", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
         status.pop("reason", None)
         status.pop("message", None)
-        status["containerStatuses"] = [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": now}},
-            }
-            for c in spec["containers"]
-        ]
+        running = {"running": {"startedAt": now}}
+        status["containerStatuses"] = [_container_status(c, running, ready=True) for c in spec["containers"]]
         _pod_conditions(status, ready=True, now=self._clock())
         return out
 
@@ -184,42 +167,18 @@ class Kubelet:
         self._save(str(out["metadata"]["uid"]), recs)
         now = rfc3339(self._clock())
         previous = {s["name"]: s for s in status.get("initContainerStatuses") or []}
+        initializing = {"waiting": {"reason": "PodInitializing"}}
         statuses = []
         for i, c in enumerate(spec["initContainers"]):
             if i < n:
                 statuses.append(previous[c["name"]])
             elif i == n:
                 restarts = int((previous.get(c["name"]) or {}).get("restartCount") or 0)
-                statuses.append(
-                    {
-                        "name": c["name"],
-                        "image": c.get("image", ""),
-                        "ready": False,
-                        "restartCount": restarts,
-                        "state": {"running": {"startedAt": now}},
-                    }
-                )
+                statuses.append(_container_status(c, {"running": {"startedAt": now}}, restarts=restarts))
             else:
-                statuses.append(
-                    {
-                        "name": c["name"],
-                        "image": c.get("image", ""),
-                        "ready": False,
-                        "restartCount": 0,
-                        "state": {"waiting": {"reason": "PodInitializing"}},
-                    }
-                )
+                statuses.append(_container_status(c, initializing))
         status["initContainerStatuses"] = statuses
-        status["containerStatuses"] = [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "ready": False,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "PodInitializing"}},
-            }
-            for c in spec["containers"]
-        ]
+        status["containerStatuses"] = [_container_status(c, initializing) for c in spec["containers"]]
         status.update(phase="Pending", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
         return out
 
@@ -456,6 +415,13 @@ class Kubelet:
     def close(self, grace: float = 5.0) -> None:
         self._stopper.shutdown(wait=True)
         self.processes.close(grace)
+
+
+def _container_status(container: Mapping[str, Any], state: JSON, ready: bool = False, restarts: int = 0) -> JSON:
+    out: JSON = {"name": container["name"], "image": container.get("image", ""), "ready": ready}
+    if ready:
+        out["started"] = True
+    return {**out, "restartCount": restarts, "state": state}
 
 
 def _settle_phase(status: JSON, policy: str, now: float) -> None:

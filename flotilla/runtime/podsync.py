@@ -58,25 +58,19 @@ class PodSync:
         meta, status = pod["metadata"], pod.get("status") or {}
         phase = status.get("phase") or "Pending"
         started = self.ctl.kubelet.started(pod)
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or phase in ("Succeeded", "Failed"):
+            # Over or deleted: stop what still runs, then give the devices back; a deleted pod
+            # goes once its claims are gone (the finalizer comes off).
             if started and self.ctl.kubelet.alive(pod):
                 self.ctl.kubelet.stop(pod)
                 self.running.add(key)
                 return
             self.running.discard(key)
             self._release(pod)
-            if not self.claims_of(pod):
+            if meta.get("deletionTimestamp") and not self.claims_of(pod):
                 finalizers = [f for f in meta.get("finalizers") or [] if f != "flotilla.dev/runtime"]
                 self.ctl.kubelet.remove(pod)
                 self.ctl.write("update", "Pod", {**pod, "metadata": {**meta, "finalizers": finalizers}})
-            return
-        if phase in ("Succeeded", "Failed"):
-            if started and self.ctl.kubelet.alive(pod):
-                self.ctl.kubelet.stop(pod)
-                self.running.add(key)
-                return
-            self.running.discard(key)
-            self._release(pod)
             return
         ns = meta["namespace"]
         configmaps, secrets = self._namespaced("ConfigMap", ns), self._namespaced("Secret", ns)

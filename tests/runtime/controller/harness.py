@@ -3,6 +3,7 @@ controller too), driven pass by pass in real time: the processes are real."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -142,3 +143,16 @@ class Harness:
 
     def log(self, pod: JSON, container: str = "main") -> str:
         return self.ctl.kubelet.read_log(pod["metadata"]["namespace"], pod["metadata"]["name"], container) or ""
+
+
+def alive(pid: int) -> bool:
+    """A process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

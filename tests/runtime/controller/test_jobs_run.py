@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 
-from .harness import Harness, job, py
+from .harness import Harness, alive, job, py
 
 
 def test_indexed_job_runs_each_index_on_its_own_mig_slice(h: Harness) -> None:
@@ -61,7 +60,7 @@ def test_active_deadline_kills_the_process(h: Harness) -> None:
     h.create(job("slow", py("import time; time.sleep(60)"), activeDeadlineSeconds=3, grace=0))
     pid = _pid_when_running(h, "slow")
     assert h.until(lambda: h.job_condition("slow")) == "Failed:DeadlineExceeded"
-    h.until(lambda: not _alive(pid), message="process killed")
+    h.until(lambda: not alive(pid), message="process killed")
     h.until(lambda: not h.pods("slow"), message="pods removed")
 
 
@@ -78,7 +77,7 @@ def test_deleting_a_pod_stops_its_process_group_with_sigterm_then_sigkill(h: Har
     pod = h.pods("stubborn")[0]
     h.service.delete(h.kind("pods"), pod["metadata"]["name"], "default")
     started = time.monotonic()
-    h.until(lambda: not _alive(pid) and not _alive(child), message="process group gone")
+    h.until(lambda: not alive(pid) and not alive(child), message="process group gone")
     assert time.monotonic() - started >= 0.9  # SIGTERM was ignored: killed after the grace period
     h.until(lambda: h.get("pods", pod["metadata"]["name"]) is None, message="pod removed")
 
@@ -88,7 +87,7 @@ def test_suspending_stops_pods_and_resuming_starts_new_ones(h: Harness) -> None:
     pid = _pid_when_running(h, "sus")
     j = h.get("jobs", "sus")
     h.service.update({**j, "spec": {**j["spec"], "suspend": True}})
-    h.until(lambda: not _alive(pid) and not h.pods("sus"), message="suspended")
+    h.until(lambda: not alive(pid) and not h.pods("sus"), message="suspended")
     conditions = {c["type"]: c for c in h.get("jobs", "sus")["status"]["conditions"]}
     assert conditions["Suspended"]["status"] == "True"
     j = h.get("jobs", "sus")
@@ -109,7 +108,7 @@ def test_deleting_a_job_deletes_its_pods(h: Harness) -> None:
     h.create(job("gc", py("import time; time.sleep(60)"), grace=0))
     pid = _pid_when_running(h, "gc")
     h.service.delete(h.kind("jobs"), "gc", "default")
-    h.until(lambda: not h.pods("gc") and not _alive(pid), message="pods collected")
+    h.until(lambda: not h.pods("gc") and not alive(pid), message="pods collected")
 
 
 def test_env_from_configmap_and_secret_and_waiting_for_a_missing_secret(h: Harness) -> None:
@@ -171,18 +170,6 @@ def _pid_when_running(h: Harness, name: str) -> int:
         return None
 
     return int(h.until(pid, message=f"{name} running"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_init_containers_run_in_order_before_the_app(h: Harness) -> None:
