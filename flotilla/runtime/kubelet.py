@@ -34,7 +34,8 @@ from flotilla.queue.workloads import copy_json, parse_time, rfc3339
 from flotilla.runtime.devices import visible_devices
 from flotilla.runtime.env import EnvError, container_env, expand_argv
 from flotilla.runtime.jobs import INDEX_KEY
-from flotilla.runtime.process import ExitStatus, Launch, ProcessRecord, ProcessRuntime, log_tail
+from flotilla.runtime.podstatus import container_status, pod_conditions, settle_phase, terminated
+from flotilla.runtime.process import Launch, ProcessRecord, ProcessRuntime, log_tail
 from flotilla.runtime.sandbox import Sandbox, SandboxError
 
 JSON = dict[str, Any]
@@ -60,18 +61,6 @@ def _base_env() -> dict[str, str]:
         if k in os.environ:
             env[k] = os.environ[k]
     return env
-
-
-def _terminated(status: ExitStatus, started: str | None) -> JSON:
-    reason = status.reason or ("Completed" if status.exit_code == 0 else "Error")
-    out: JSON = {"exitCode": status.exit_code, "reason": reason, "finishedAt": status.finished_at}
-    if started:
-        out["startedAt"] = started
-    if status.signal is not None:
-        out["signal"] = status.signal
-    if status.message:
-        out["message"] = status.message
-    return out
 
 
 class Kubelet:
@@ -114,7 +103,7 @@ class Kubelet:
             status = out.setdefault("status", {})
             status["phase"] = "Pending"
             waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
-            status["containerStatuses"] = [_container_status(c, waiting) for c in spec["containers"]]
+            status["containerStatuses"] = [container_status(c, waiting) for c in spec["containers"]]
             return out
 
     def _start_main(
@@ -141,8 +130,8 @@ class Kubelet:
         status.pop("reason", None)
         status.pop("message", None)
         running = {"running": {"startedAt": now}}
-        status["containerStatuses"] = [_container_status(c, running, ready=True) for c in spec["containers"]]
-        _pod_conditions(status, ready=True, now=self._clock())
+        status["containerStatuses"] = [container_status(c, running, ready=True) for c in spec["containers"]]
+        pod_conditions(status, ready=True, now=self._clock())
         return out
 
     def _start_init(
@@ -174,11 +163,11 @@ class Kubelet:
                 statuses.append(previous[c["name"]])
             elif i == n:
                 restarts = int((previous.get(c["name"]) or {}).get("restartCount") or 0)
-                statuses.append(_container_status(c, {"running": {"startedAt": now}}, restarts=restarts))
+                statuses.append(container_status(c, {"running": {"startedAt": now}}, restarts=restarts))
             else:
-                statuses.append(_container_status(c, initializing))
+                statuses.append(container_status(c, initializing))
         status["initContainerStatuses"] = statuses
-        status["containerStatuses"] = [_container_status(c, initializing) for c in spec["containers"]]
+        status["containerStatuses"] = [container_status(c, initializing) for c in spec["containers"]]
         status.update(phase="Pending", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
         return out
 
@@ -202,7 +191,7 @@ class Kubelet:
             return None
         cs = status["initContainerStatuses"][n]
         started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
-        cs.update(state={"terminated": _terminated(result, started)}, ready=result.exit_code == 0)
+        cs.update(state={"terminated": terminated(result, started)}, ready=result.exit_code == 0)
         sandbox = Sandbox.at(self.root, str(out["metadata"]["uid"]))
         try:
             if result.exit_code == 0:
@@ -303,7 +292,7 @@ class Kubelet:
                 result = self.processes.poll(rec)
                 if result is None:
                     continue
-                cs["state"] = state = {"terminated": _terminated(result, state["running"].get("startedAt"))}
+                cs["state"] = state = {"terminated": terminated(result, state["running"].get("startedAt"))}
                 cs["ready"] = False
                 changed = True
             term = state.get("terminated")
@@ -342,7 +331,7 @@ class Kubelet:
                 statuses[c["name"]] for c in out["spec"]["containers"] if c["name"] in statuses
             ]
             if not stopping:
-                _settle_phase(status, policy, now)
+                settle_phase(status, policy, now)
         return (out if changed else None), wake
 
     def alive(self, pod: Mapping[str, Any]) -> bool:
@@ -388,13 +377,13 @@ class Kubelet:
                 rec = self.records(pod).get(cs["name"])
                 result = self.processes.poll(rec) if rec else None
                 cs["state"] = {
-                    "terminated": _terminated(result, state["running"].get("startedAt"))
+                    "terminated": terminated(result, state["running"].get("startedAt"))
                     if result
                     else {"exitCode": 137, "reason": "Error", "finishedAt": rfc3339(self._clock())}
                 }
                 cs["ready"] = False
         status.update(phase="Failed", reason=reason, message=message)
-        _pod_conditions(status, ready=False, now=self._clock())
+        pod_conditions(status, ready=False, now=self._clock())
         return out
 
     def remove(self, pod: Mapping[str, Any]) -> None:
@@ -415,35 +404,3 @@ class Kubelet:
     def close(self, grace: float = 5.0) -> None:
         self._stopper.shutdown(wait=True)
         self.processes.close(grace)
-
-
-def _container_status(container: Mapping[str, Any], state: JSON, ready: bool = False, restarts: int = 0) -> JSON:
-    out: JSON = {"name": container["name"], "image": container.get("image", ""), "ready": ready}
-    if ready:
-        out["started"] = True
-    return {**out, "restartCount": restarts, "state": state}
-
-
-def _settle_phase(status: JSON, policy: str, now: float) -> None:
-    states = [cs.get("state") or {} for cs in status.get("containerStatuses") or []]
-    if any("running" in s or "waiting" in s for s in states):
-        status["phase"] = "Running"
-        _pod_conditions(status, ready=all("running" in s for s in states), now=now)
-        return
-    codes = [int((s.get("terminated") or {}).get("exitCode", 1)) for s in states]
-    if policy == "Always":
-        return
-    status["phase"] = "Succeeded" if all(c == 0 for c in codes) else "Failed"
-    _pod_conditions(status, ready=False, now=now)
-
-
-def _pod_conditions(status: JSON, ready: bool, now: float) -> None:
-    stamp = rfc3339(now)
-    wanted = {"PodScheduled": True, "Initialized": True, "ContainersReady": ready, "Ready": ready}
-    conditions = {c["type"]: c for c in status.get("conditions") or []}
-    for ctype, value in wanted.items():
-        text = "True" if value else "False"
-        c = conditions.get(ctype)
-        if c is None or c.get("status") != text:
-            conditions[ctype] = {"type": ctype, "status": text, "lastTransitionTime": stamp}
-    status["conditions"] = list(conditions.values())
