@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flotilla.api import batch, core, gaie, kueue, kueue_v1beta1, slicing
+from flotilla.api import apps, batch, core, gaie, kueue, kueue_v1beta1, slicing
 from flotilla.api.registry import Column, Kind, Registry, Version
 
 JSON = dict[str, Any]
@@ -190,6 +190,20 @@ def build_registry() -> Registry:
                     Column("NODE", lambda o: get(o, "spec.nodeName") or "<none>"),
                     Column("DEVICES", _pod_devices),
                     Column("IP", _path("status.podIP"), wide=True),
+                ),
+            ),
+            Kind(
+                "apps",
+                "Deployment",
+                "deployments",
+                True,
+                (Version("v1", apps.Deployment),),
+                ("deploy",),
+                columns=(
+                    Column("READY", lambda o: f"{get(o, 'status.readyReplicas', 0) or 0}/{get(o, 'spec.replicas', 1)}"),
+                    Column("UP-TO-DATE", lambda o: get(o, "status.updatedReplicas", 0) or 0),
+                    Column("AVAILABLE", lambda o: get(o, "status.availableReplicas", 0) or 0),
+                    AGE,
                 ),
             ),
             Kind(

@@ -13,6 +13,7 @@ from flotilla.cli.fault import app as fault_app
 from flotilla.cli.logs import logs
 from flotilla.cli.queue import queue_app
 from flotilla.cli.resources import register_resource_commands
+from flotilla.cli.scale import scale
 
 app = typer.Typer(
     name="flotilla",
@@ -25,6 +26,7 @@ register_resource_commands(app)
 app.add_typer(queue_app)
 app.add_typer(fault_app)
 app.command()(logs)
+app.command()(scale)
 
 
 @app.command()

@@ -3,8 +3,8 @@
 One loop plays the parts a Kubernetes cluster spreads over several components, each a pure
 function or a small class of its own:
 - node registration: the GPU backend's inventory as Node objects (nodes.py);
-- the Job controller (jobs.py) and the garbage collector (pods of deleted Jobs, claims of
-  deleted pods);
+- the Job controller (jobs.py), the Deployment controller (deployments.py) and the garbage
+  collector (pods of deleted Jobs and Deployments, claims of deleted pods);
 - the pod scheduler with the Dynamic Accelerator Slicer's claims (binder.py over the pure
   policy in scheduling/ and the slicer's placement plugins);
 - the kubelet (kubelet.py): start, watch, restart and stop processes; release devices;
@@ -29,6 +29,7 @@ from typing import Any
 from flotilla.api.errors import ManifestErrors
 from flotilla.runtime.binder import Binder
 from flotilla.runtime.config import RuntimeConfig
+from flotilla.runtime.deployments import DeploymentContext, reconcile_deployment
 from flotilla.runtime.health import HealthReactor
 from flotilla.runtime.jobs import JobContext, reconcile_job
 from flotilla.runtime.kubelet import Kubelet
@@ -46,6 +47,7 @@ KINDS = {
     "Node": "nodes",
     "Pod": "pods",
     "Job": "jobs",
+    "Deployment": "deployments",
     "AllocationClaim": "allocationclaims",
     "ConfigMap": "configmaps",
     "Secret": "secrets",
@@ -89,11 +91,11 @@ class RuntimeController:
         self.kubelet = Kubelet(
             processes or ProcessRuntime(root), root, clock, self._wake.set, self.config.restartBackoffSeconds
         )
-        self._dirty_jobs: set[str] = set()
+        self._dirty: dict[str, set[str]] = {"Job": set(), "Deployment": set()}  # owners to reconcile
         self._dirty_pods: set[str] = set()
         self._capacity_changed = True
-        self._jobs_deleted = True  # the first pass collects what a previous run left
-        self._pods_by_owner: dict[tuple[str, str], set[str]] = {}  # (namespace, Job uid) -> pod keys
+        self._owners_deleted = True  # the first pass collects what a previous run left
+        self._pods_by_owner: dict[tuple[str, str], set[str]] = {}  # (namespace, owner uid) -> pod keys
         self._timers: dict[str, float] = {}  # "Job:key" / "Pod:key" -> when to look again
         self._registered = False
         self._lock = threading.Lock()
@@ -131,21 +133,19 @@ class RuntimeController:
     def _on_change(self, kind: str, key: str, old: JSON | None, new: JSON | None) -> None:
         obj = new or old
         assert obj is not None
-        if kind == "Job":
-            self._dirty_jobs.add(key)
-            self._jobs_deleted |= new is None
+        if kind in ("Job", "Deployment"):
+            self._dirty[kind].add(key)
+            self._owners_deleted |= new is None
         elif kind == "Pod":
             self._dirty_pods.add(key)
-            uid = _owner_uid(obj)
-            if uid is not None:
-                owner = (obj["metadata"]["namespace"], uid)
+            ref = _owner(obj)
+            if ref is not None:
+                owner = (obj["metadata"]["namespace"], ref[2])
                 if new is None:
                     self._pods_by_owner.get(owner, set()).discard(key)
                 else:
                     self._pods_by_owner.setdefault(owner, set()).add(key)
-            job_name = _owner_job(obj)
-            if job_name is not None:
-                self._dirty_jobs.add(f"{obj['metadata']['namespace']}/{job_name}")
+                self._dirty[ref[0]].add(f"{obj['metadata']['namespace']}/{ref[1]}")
             if new is None or _finished(new) or (new or {}).get("metadata", {}).get("deletionTimestamp"):
                 self._capacity_changed = True
         elif kind in ("Node", "AllocationClaim"):
@@ -167,8 +167,9 @@ class RuntimeController:
                 slots += int((spec.get("migPlacement") or {}).get("size") or 0)
         return min(slots / 8, 1.0)
 
-    def pods_of_job(self, job: JSON) -> list[JSON]:
-        keys = self._pods_by_owner.get((job["metadata"]["namespace"], str(job["metadata"].get("uid"))), set())
+    def pods_of(self, owner: JSON) -> list[JSON]:
+        """The pods a Job or Deployment owns."""
+        keys = self._pods_by_owner.get((owner["metadata"]["namespace"], str(owner["metadata"].get("uid"))), set())
         return [self.objects["Pod"][k] for k in sorted(keys) if k in self.objects["Pod"]]
 
     # -- one pass ----------------------------------------------------------------------------------
@@ -179,11 +180,12 @@ class RuntimeController:
             if self._informer.sync():
                 self._pods_by_owner = {}
                 for key, pod in self.objects["Pod"].items():
-                    uid = _owner_uid(pod)
-                    if uid is not None:
-                        self._pods_by_owner.setdefault((pod["metadata"]["namespace"], uid), set()).add(key)
-                self._jobs_deleted = True
-                self._dirty_jobs.update(self.objects["Job"])
+                    ref = _owner(pod)
+                    if ref is not None:
+                        self._pods_by_owner.setdefault((pod["metadata"]["namespace"], ref[2]), set()).add(key)
+                self._owners_deleted = True
+                self._dirty["Job"].update(self.objects["Job"])
+                self._dirty["Deployment"].update(self.objects["Deployment"])
                 self._dirty_pods.update(self.objects["Pod"])
                 self._capacity_changed = True
             if not self._registered:
@@ -194,9 +196,10 @@ class RuntimeController:
             for k in due:
                 del self._timers[k]
                 kind, _, key = k.partition(":")
-                (self._dirty_jobs if kind == "Job" else self._dirty_pods).add(key)
+                self._dirty.get(kind, self._dirty_pods).add(key)
             self._collect_garbage()
             self._reconcile_jobs(now)
+            self._reconcile_deployments(now)
             self.binder.schedule_pending(now)
             self.pods.sync(now)
             self.health.react(now)
@@ -207,13 +210,13 @@ class RuntimeController:
             return report
 
     def _reconcile_jobs(self, now: float) -> None:
-        dirty, self._dirty_jobs = self._dirty_jobs, set()
+        dirty, self._dirty["Job"] = self._dirty["Job"], set()
         ctx = JobContext(now, self._rng, self.config.jobBackoffSeconds)
         for key in sorted(dirty):
             job = self.objects["Job"].get(key)
             if job is None:
                 continue
-            plan = reconcile_job(job, self.pods_of_job(job), ctx)
+            plan = reconcile_job(job, self.pods_of(job), ctx)
             for pod in plan.create:
                 if self.write("create", "Pod", pod) is not None:
                     self._report.created_pods += 1
@@ -222,20 +225,44 @@ class RuntimeController:
             if plan.status is not None:
                 self.write("status", "Job", {**job, "status": plan.status})
             if plan.delete_job:
-                for pod in self.pods_of_job(job):
+                for pod in self.pods_of(job):
                     self.delete("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
                 self.delete("Job", job["metadata"]["name"], job["metadata"]["namespace"])
             if plan.wake_at is not None:
                 self._timers[f"Job:{key}"] = plan.wake_at
 
+    def _reconcile_deployments(self, now: float) -> None:
+        dirty, self._dirty["Deployment"] = self._dirty["Deployment"], set()
+        ctx = DeploymentContext(now, self._rng)
+        for key in sorted(dirty):
+            dep = self.objects["Deployment"].get(key)
+            if dep is None:
+                continue
+            plan = reconcile_deployment(dep, self.pods_of(dep), ctx)
+            for pod in plan.create:
+                if self.write("create", "Pod", pod) is not None:
+                    self._report.created_pods += 1
+            for name in plan.delete:
+                self.delete("Pod", name, dep["metadata"]["namespace"])
+            if plan.status is not None:
+                self.write("status", "Deployment", {**dep, "status": plan.status})
+            min_ready = int(dep["spec"].get("minReadySeconds", 0))
+            if min_ready and (plan.status or dep.get("status") or {}).get("unavailableReplicas"):
+                self._timers[f"Deployment:{key}"] = now + 1.0  # availability comes with time
+
     def _collect_garbage(self) -> None:
-        """Pods whose owning Job is gone are deleted, as Kubernetes' garbage collector does."""
-        jobs = {(j["metadata"]["namespace"], j["metadata"].get("uid")) for j in self.objects["Job"].values()}
-        if not self._jobs_deleted:
+        """Pods whose owning Job or Deployment is gone are deleted, as Kubernetes' garbage
+        collector does."""
+        owners = {
+            (o["metadata"]["namespace"], o["metadata"].get("uid"))
+            for kind in ("Job", "Deployment")
+            for o in self.objects[kind].values()
+        }
+        if not self._owners_deleted:
             return
-        self._jobs_deleted = False
+        self._owners_deleted = False
         for owner, keys in list(self._pods_by_owner.items()):
-            if owner in jobs:
+            if owner in owners:
                 continue
             for key in list(keys):
                 pod = self.objects["Pod"].get(key)
@@ -263,7 +290,10 @@ class RuntimeController:
             log.error("cannot %s %s %s: %s", op, kind, obj["metadata"].get("name"), exc)
             return None
         self._report.writes += 1
-        self._informer.put(kind, saved)
+        if saved["metadata"].get("deletionTimestamp") and not saved["metadata"].get("finalizers"):
+            self._informer.remove(kind, saved)  # the last finalizer went: the store deleted it
+        else:
+            self._informer.put(kind, saved)
         return saved
 
     def delete(self, kind: str, name: str, namespace: str | None) -> None:
@@ -279,18 +309,18 @@ class RuntimeController:
 
     def _retry(self, kind: str, obj: JSON) -> None:
         key = object_key(obj, self._types[kind].namespaced)
-        if kind == "Job":
-            self._dirty_jobs.add(key)
+        if kind in self._dirty:
+            self._dirty[kind].add(key)
         elif kind == "Pod":
             self._dirty_pods.add(key)
-        self._timers[f"{'Job' if kind == 'Job' else 'Pod'}:{key}"] = self._clock()
+        self._timers[f"{kind if kind in self._dirty else 'Pod'}:{key}"] = self._clock()
 
     # -- the background loop -------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 report = self.run_once()
-                if self._dirty_jobs or self._dirty_pods:
+                if any(self._dirty.values()) or self._dirty_pods:
                     continue
                 wait = 1.0 if report.next_wakeup is None else report.next_wakeup - self._clock()
                 wait = min(max(wait, 0.005), 1.0)
@@ -314,17 +344,11 @@ class RuntimeController:
             self._informer.close()
 
 
-def _owner_uid(obj: JSON) -> str | None:
+def _owner(obj: JSON) -> tuple[str, str, str] | None:
+    """(kind, name, uid) of the Job or Deployment that controls `obj`."""
     for ref in obj["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "Job" and ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-def _owner_job(obj: JSON) -> str | None:
-    for ref in obj["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "Job" and ref.get("controller"):
-            return str(ref.get("name"))
+        if ref.get("kind") in ("Job", "Deployment") and ref.get("controller"):
+            return str(ref["kind"]), str(ref.get("name")), str(ref.get("uid"))
     return None
 
 

@@ -171,15 +171,17 @@ def _field_value(pod: Mapping[str, Any], field_path: str, where: str) -> str:
     """The downward-API fields kubelet allows in environment variables."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
+    pod_ip = str((pod.get("status") or {}).get("podIP") or LOCAL_POD_IP)
     simple: dict[str, str] = {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace") or "default",
         "metadata.uid": meta.get("uid", ""),
         "spec.nodeName": spec.get("nodeName", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
-        # Local processes share the host's network namespace.
-        "status.podIP": LOCAL_POD_IP,
-        "status.podIPs": LOCAL_POD_IP,
+        # Local processes share the host's network namespace; each pod gets a loopback address of
+        # its own (127.1.x.y), so replicas can listen on the same port, as pods do on a cluster.
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
         "status.hostIP": LOCAL_POD_IP,
         "status.hostIPs": LOCAL_POD_IP,
     }

@@ -35,6 +35,7 @@ from flotilla.runtime.devices import visible_devices
 from flotilla.runtime.env import EnvError, container_env, expand_argv
 from flotilla.runtime.jobs import INDEX_KEY
 from flotilla.runtime.podstatus import container_status, pod_conditions, settle_phase, terminated
+from flotilla.runtime.probes import Prober
 from flotilla.runtime.process import Launch, ProcessRecord, ProcessRuntime, log_tail
 from flotilla.runtime.sandbox import Sandbox, SandboxError
 
@@ -78,6 +79,7 @@ class Kubelet:
         self._on_stopped = on_stopped
         self._restart_backoff = restart_backoff
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="flotilla-stop")
+        self.prober = Prober(on_stopped)
         self._stopping: set[str] = set()  # pod uids being stopped
         self._lock = threading.Lock()
 
@@ -88,11 +90,14 @@ class Kubelet:
         configmaps: Mapping[str, Mapping[str, Any]],
         secrets: Mapping[str, Mapping[str, Any]],
         claims: Sequence[Mapping[str, Any]],
+        pod_ip: str = "127.0.0.1",
     ) -> JSON:
-        """Start every container of a bound pod; returns the pod with its new status and records.
-        A configuration error leaves it Pending with the container waiting (CreateContainerConfigError)."""
+        """Start every container of a bound pod at `pod_ip`; returns the pod with its new status and
+        records. A configuration error leaves it Pending with the container waiting
+        (CreateContainerConfigError)."""
         out: JSON = copy_json(dict(pod))
         meta, spec = out["metadata"], out["spec"]
+        out.setdefault("status", {}).update(podIP=pod_ip, podIPs=[{"ip": pod_ip}], hostIP="127.0.0.1")
         try:
             sandbox = Sandbox.create(self.root, str(meta["uid"]), spec.get("volumes") or [], configmaps, secrets)
             inits = spec.get("initContainers") or []
@@ -126,12 +131,16 @@ class Kubelet:
         if devices:
             meta["annotations"][DEVICES] = ",".join(devices)
         status = out.setdefault("status", {})
-        status.update(phase="Running", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
+        status.update(phase="Running", startTime=status.get("startTime") or now)
         status.pop("reason", None)
         status.pop("message", None)
         running = {"running": {"startedAt": now}}
-        status["containerStatuses"] = [container_status(c, running, ready=True) for c in spec["containers"]]
-        pod_conditions(status, ready=True, now=self._clock())
+        for c in spec["containers"]:
+            self.prober.watch(str(meta["uid"]), c, str(status.get("podIP") or "127.0.0.1"))
+        status["containerStatuses"] = [
+            container_status(c, running, ready=not c.get("readinessProbe")) for c in spec["containers"]
+        ]
+        pod_conditions(status, ready=all(cs["ready"] for cs in status["containerStatuses"]), now=self._clock())
         return out
 
     def _start_init(
@@ -168,7 +177,7 @@ class Kubelet:
                 statuses.append(container_status(c, initializing))
         status["initContainerStatuses"] = statuses
         status["containerStatuses"] = [container_status(c, initializing) for c in spec["containers"]]
-        status.update(phase="Pending", startTime=status.get("startTime") or now, hostIP="127.0.0.1", podIP="127.0.0.1")
+        status.update(phase="Pending", startTime=status.get("startTime") or now)
         return out
 
     def _sync_init(
@@ -288,9 +297,24 @@ class Kubelet:
         for name, rec in recs.items():
             cs = statuses.setdefault(name, {"name": name, "ready": False, "restartCount": 0, "state": {}})
             state = cs.get("state") or {}
+            uid = str(out["metadata"]["uid"])
             if "running" in state:
                 result = self.processes.poll(rec)
                 if result is None:
+                    container = next(c for c in out["spec"]["containers"] if c["name"] == name)
+                    self.prober.ensure(uid, container, str(status.get("podIP") or "127.0.0.1"))  # after a restart
+                    probed = self.prober.ready(uid, name)
+                    ready = True if probed is None else probed
+                    if cs.get("ready") != ready:
+                        cs["ready"], changed = ready, True
+                    if not self.prober.alive(uid, name) and not stopping:
+                        log.info(
+                            "pod %s container %s failed its liveness probe: restarting", out["metadata"]["name"], name
+                        )
+                        self.prober.forget(uid, name)
+                        self._stopper.submit(
+                            self.processes.stop, rec, float(out["spec"].get("terminationGracePeriodSeconds", 30))
+                        )
                     continue
                 cs["state"] = state = {"terminated": terminated(result, state["running"].get("startedAt"))}
                 cs["ready"] = False
@@ -318,10 +342,12 @@ class Kubelet:
                 changed = True
                 continue
             recs[name] = self.processes.start(launch)
+            self.prober.forget(uid, name)
+            self.prober.watch(uid, container, str(status.get("podIP") or "127.0.0.1"))
             self._save(str(out["metadata"]["uid"]), recs)
             cs.update(
                 restartCount=int(cs.get("restartCount") or 0) + 1,
-                ready=True,
+                ready=not container.get("readinessProbe"),
                 state={"running": {"startedAt": rfc3339(now)}},
                 lastState={"terminated": term},
             )
@@ -387,8 +413,9 @@ class Kubelet:
         return out
 
     def remove(self, pod: Mapping[str, Any]) -> None:
-        """Forget a deleted pod: its sandbox and logs go."""
+        """Forget a deleted pod: its probes, sandbox and logs go."""
         meta = pod["metadata"]
+        self.prober.forget(str(meta.get("uid")))
         Sandbox.at(self.root, str(meta.get("uid"))).remove()
         logs = log_path(self.root, meta["namespace"], meta["name"], "x").parent
         for f in logs.glob("*.log"):
@@ -402,5 +429,6 @@ class Kubelet:
         return log_tail(path, tail_lines) if path.exists() else None
 
     def close(self, grace: float = 5.0) -> None:
+        self.prober.close()
         self._stopper.shutdown(wait=True)
         self.processes.close(grace)

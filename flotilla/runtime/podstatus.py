@@ -34,7 +34,8 @@ def settle_phase(status: JSON, policy: str, now: float) -> None:
     states = [cs.get("state") or {} for cs in status.get("containerStatuses") or []]
     if any("running" in s or "waiting" in s for s in states):
         status["phase"] = "Running"
-        pod_conditions(status, ready=all("running" in s for s in states), now=now)
+        ready = all("running" in (cs.get("state") or {}) and cs.get("ready") for cs in status["containerStatuses"])
+        pod_conditions(status, ready=ready, now=now)
         return
     codes = [int((s.get("terminated") or {}).get("exitCode", 1)) for s in states]
     if policy == "Always":

@@ -78,7 +78,7 @@ class PodSync:
         if not started:
             if any(claim_state(c) != "created" for c in claims):
                 return  # the binder creates the slices first
-            out = self.ctl.kubelet.start(pod, configmaps, secrets, claims)
+            out = self.ctl.kubelet.start(pod, configmaps, secrets, claims, self._pod_ip(pod))
             self._write_pod(pod, out)
             if self.ctl.kubelet.started(pod):  # app or init containers run
                 self.ctl._report.started += 1
@@ -92,6 +92,25 @@ class PodSync:
             self._write_pod(pod, synced)
         if wake is not None:
             self.ctl._timers[f"Pod:{key}"] = wake
+
+    def _pod_ip(self, pod: JSON) -> str:
+        """A loopback address of its own for the pod (127.1.0.1 upwards), unique among live pods,
+        so that replicas listen on the same port as on a cluster; host-network pods share 127.0.0.1."""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return "127.0.0.1"
+        current = (pod.get("status") or {}).get("podIP")
+        if current:
+            return str(current)
+        used = {
+            (p.get("status") or {}).get("podIP")
+            for p in self.ctl.objects["Pod"].values()
+            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        }
+        for n in range(1, 65535):
+            ip = f"127.1.{n // 256}.{n % 256}"
+            if n % 256 not in (0, 255) and ip not in used:
+                return ip
+        return "127.0.0.1"
 
     def _write_pod(self, old: JSON, new: JSON) -> None:
         """Metadata (the process records) and status are separate writes, as in Kubernetes."""

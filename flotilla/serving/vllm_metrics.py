@@ -56,7 +56,7 @@ class VllmMetrics:
     """One server's vLLM metrics, bound to its model name, in a registry of their own."""
 
     def __init__(self, model_name: str, max_model_len: int = 8192, engine: str = "0") -> None:
-        disable_created_metrics()  # vLLM's servers do the same: no `_created` series (process-wide)
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # vLLM's servers do the same: no `_created` series (process-wide)
         self.registry = CollectorRegistry()
         self.model_name = model_name
         r, labels = self.registry, LABELS

@@ -127,8 +127,8 @@ CASES = [
     ),
     Case(
         "unknown-kind",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
-        (("doc 1 Deployment/x", "kind", 'unknown kind "Deployment" in apiVersion "apps/v1"; known kinds: '),),
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\n",
+        (("doc 1 StatefulSet/x", "kind", 'unknown kind "StatefulSet" in apiVersion "apps/v1"; known kinds: '),),
     ),
     Case(
         "kind-in-the-wrong-group",

@@ -171,3 +171,39 @@ def test_up_names_bad_gpu_and_placement_settings(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "worst-fit" in result.stderr
     result = runner.invoke(app, ["up", "--gpu-backend", "nvml", "--data-dir", str(tmp_path), "--port", port])
     assert result.exit_code == 1 and "GPU" in result.stderr, result.stderr
+
+
+def test_scale_and_get_deploy_pods_through_the_cli(plane: ControlPlane) -> None:
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sleepy", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "sleepy"}},
+            "template": {
+                "metadata": {"labels": {"app": "sleepy"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "c", "image": "x", "command": py("import time; time.sleep(60)")}],
+                },
+            },
+        },
+    }
+    assert httpx.post(f"{plane.url}/apis/apps/v1/namespaces/default/deployments", json=dep).status_code == 201
+
+    def ready() -> int:
+        d = httpx.get(f"{plane.url}/apis/apps/v1/namespaces/default/deployments/sleepy").json()
+        return int((d.get("status") or {}).get("readyReplicas") or 0)
+
+    wait(lambda: ready() == 1)
+    code_, out = cli(plane, "scale", "deployment/sleepy", "--replicas", "2")
+    assert code_ == 0 and "deployment.apps/sleepy scaled" in out
+    wait(lambda: ready() == 2)
+    code_, out = cli(plane, "get", "deploy,pods")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert lines[1].split()[:4] == ["sleepy", "2/2", "2", "2"]
+    assert sum(1 for line in lines if line.startswith("sleepy-") and "Running" in line) == 2
+    code_, out = cli(plane, "scale", "job/x", "--replicas", "2")
+    assert code_ == 1 and "only Deployments" in out
