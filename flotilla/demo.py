@@ -18,9 +18,11 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.table import Table
 
 from flotilla.server.runner import free_port
 
@@ -68,19 +70,31 @@ def _wait_admitted(url: str, namespace: str, expected: int, timeout: float = 15.
     return admitted
 
 
-def _wait_placed(url: str, namespace: str, expected: int, timeout: float = 30.0) -> int:
-    """Wait until `expected` AllocationClaims (MIG slices) exist in `namespace`; return how many."""
+def _wait_placed(url: str, namespace: str, expected: int, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
+    """Watch AllocationClaims (MIG slices) in `namespace` until `expected` pods got one; return
+    each pod's claim as first seen created or in use (they go when the pod ends)."""
     deadline = time.monotonic() + timeout
-    placed = 0
-    while time.monotonic() < deadline:
+    seen: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline and len(seen) < expected:
         items = httpx.get(
             f"{url}/apis/inference.redhat.com/v1alpha1/namespaces/{namespace}/allocationclaims", timeout=5
         ).json()
-        placed = sum(1 for c in items.get("items", []) if (c.get("status") or {}).get("state") in ("created", "inUse"))
-        if placed >= expected:
-            break
-        time.sleep(0.1)
-    return placed
+        for c in items.get("items", []):
+            if (c.get("status") or {}).get("state") in ("created", "inUse"):
+                seen.setdefault(c["spec"]["podRef"]["name"], c)
+        time.sleep(0.05)
+    return seen
+
+
+def _print_claims(claims: dict[str, dict[str, Any]]) -> None:
+    table = Table(title="MIG slices carved for the pods (AllocationClaims, as they were when created)")
+    for column in ("POD", "PROFILE", "GPU", "SLOTS", "DEVICE"):
+        table.add_column(column, no_wrap=True)
+    for pod, c in sorted(claims.items()):
+        start, size = c["spec"]["migPlacement"]["start"], c["spec"]["migPlacement"]["size"]
+        slots = f"{start}-{start + size - 1}" if size > 1 else str(start)
+        table.add_row(pod, c["spec"]["profile"], c["spec"]["gpuUUID"][:12], slots, str(c["status"].get("migUUID"))[:12])
+    console.print(table)
 
 
 def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
@@ -119,12 +133,12 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
         if admitted < 4:
             raise RuntimeError(f"the queue controller admitted {admitted} of 4 workloads within 15 s")
         console.print(f"\n[green]queue controller admitted {admitted} of 4 workloads[/]")
-        placed = _wait_placed(url, "whisper", expected=4)
-        if placed < 4:
-            raise RuntimeError(f"the runtime placed {placed} of 4 pods on MIG slices within 30 s")
-        console.print(f"[green]runtime carved {placed} MIG slices, one per pod[/]")
+        claims = _wait_placed(url, "whisper", expected=4)
+        if len(claims) < 4:
+            raise RuntimeError(f"the runtime placed {len(claims)} of 4 pods on MIG slices within 30 s")
+        console.print(f"[green]runtime carved {len(claims)} MIG slices, one per pod[/]\n")
+        _print_claims(claims)
         steps = [
-            ("claims", _flotilla("get", "allocationclaims", "-n", "whisper")),
             ("flavors", _flotilla("get", "resourceflavors")),
             ("cluster queues", _flotilla("get", "cq", "-o", "wide")),
             ("local queues", _flotilla("get", "lq", "-n", "whisper")),
