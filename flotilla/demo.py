@@ -88,12 +88,13 @@ def _wait_placed(url: str, namespace: str, expected: int, timeout: float = 30.0)
 
 def _print_claims(claims: dict[str, dict[str, Any]]) -> None:
     table = Table(title="MIG slices carved for the pods (AllocationClaims, as they were when created)")
-    for column in ("POD", "PROFILE", "GPU", "SLOTS", "DEVICE"):
+    for column in ("JOB", "PROFILE", "GPU", "SLOTS"):
         table.add_column(column, no_wrap=True)
     for pod, c in sorted(claims.items()):
         start, size = c["spec"]["migPlacement"]["start"], c["spec"]["migPlacement"]["size"]
         slots = f"{start}-{start + size - 1}" if size > 1 else str(start)
-        table.add_row(pod, c["spec"]["profile"], c["spec"]["gpuUUID"][:12], slots, str(c["status"].get("migUUID"))[:12])
+        job = pod.rsplit("-", 2)[0]  # <job>-<index>-<suffix>
+        table.add_row(job, c["spec"]["profile"], c["spec"]["gpuUUID"][:12], slots)
     console.print(table)
 
 
