@@ -14,6 +14,8 @@ from flotilla.cli.logs import logs
 from flotilla.cli.queue import queue_app
 from flotilla.cli.resources import register_resource_commands
 from flotilla.cli.scale import scale
+from flotilla.cli.serve import serve_app
+from flotilla.serving.asr.cli import asr_app
 
 app = typer.Typer(
     name="flotilla",
@@ -27,6 +29,8 @@ app.add_typer(queue_app)
 app.add_typer(fault_app)
 app.command()(logs)
 app.command()(scale)
+app.add_typer(asr_app)
+app.add_typer(serve_app)
 
 
 @app.command()
