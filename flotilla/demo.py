@@ -4,9 +4,9 @@ At this stage the demo starts the control plane as a real background process on 
 (1 node x 2 A100-40GB), applies the project's demo manifests (the study's Kueue setup and its DAS
 variant of the Whisper Jobs: 1g.5gb slices for whisper-medium, 3g.20gb for whisper-large) with
 `flotilla apply`, waits until the queue has admitted the Jobs and the runtime has carved a MIG
-slice for each pod, shows them with `flotilla get`, and stops the server. The Whisper command
-the pods run (`flotilla asr transcribe`) comes with the model-serving stage; later stages extend
-the demo to the whole speech-to-summary workflow.
+slice for each pod, shows them with `flotilla get`, and stops the server. The pods run the real
+transcriber (`flotilla asr transcribe`); the recordings and the stage that feeds them come with
+the speech-to-summary workflow, which later extends the demo end to end.
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
         console.print(
             "\n[bold green]Done.[/] Kueue-style admission reserved quota for the Whisper Jobs above, and the\n"
             "runtime placed each pod on its own MIG slice of the emulated A100s (first-fit, as DAS does).\n"
-            "The transcription command itself (`flotilla asr transcribe`) arrives with the model-serving stage:\n"
-            "until then these pods exit with an error (`flotilla logs job/NAME -n whisper` shows it)."
+            "The pods run the real transcriber (`flotilla asr transcribe`) on /data/recording-N.wav; the\n"
+            "recordings and the pipeline stage that puts them there come with the speech-to-summary workflow,\n"
+            "so for now they exit with an error (`flotilla logs job/NAME -n whisper` shows it)."
         )
         if keep:
             console.print(f"The control plane keeps running at {url} (pid {server.pid}); stop it with Ctrl-C.")
