@@ -19,6 +19,7 @@ the Prometheus client library adds `_total` to their samples, as vLLM's own expo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
@@ -37,6 +38,7 @@ REQUEST_LATENCY_BUCKETS = (
 )  # fmt: skip
 LABELS = ("model_name", "engine")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 def token_buckets(max_model_len: int) -> tuple[float, ...]:
@@ -69,6 +71,10 @@ class VllmMetrics:
         )
         self.kv_usage = Gauge(
             "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels, registry=r
+        )
+        # The name vLLM used before V1 (older GAIE pickers scrape it): the same value.
+        self.gpu_cache_usage = Gauge(
+            "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", labels, registry=r
         )
         self.lora_info = Gauge(
             "vllm:lora_requests_info",
@@ -136,14 +142,14 @@ class VllmMetrics:
         )
         self._labels = (model_name, engine)
         for metric in (
-            self.running, self.waiting, self.kv_usage, self.preemptions, self.prompt_tokens,
+            self.running, self.waiting, self.kv_usage, self.gpu_cache_usage, self.preemptions, self.prompt_tokens,
             self.generation_tokens, self.prefix_queries, self.prefix_hits, self.ttft, self.itl, self.tpot,
             self.e2e, self.queue_time, self.prefill_time, self.decode_time, self.request_prompt_tokens,
             self.request_generation_tokens,
         ):  # fmt: skip
             metric.labels(*self._labels)  # every series exists from the first scrape, as in vLLM
 
-    def of(self, metric: MetricWrapperBase) -> MetricWrapperBase:
+    def of(self, metric: M) -> M:
         """The series of `metric` for this server's model (`metrics.of(metrics.ttft).observe(0.1)`)."""
         return metric.labels(*self._labels)
 
@@ -152,6 +158,7 @@ class VllmMetrics:
         self.running.labels(*self._labels).set(running)
         self.waiting.labels(*self._labels).set(waiting)
         self.kv_usage.labels(*self._labels).set(kv_usage)
+        self.gpu_cache_usage.labels(*self._labels).set(kv_usage)
 
     def set_lora(self, max_lora: int, running: Sequence[str], waiting: Sequence[str], now: float) -> None:
         """vLLM's lora_requests_info: one series whose labels list the adapters; value = last update time."""
