@@ -10,7 +10,16 @@ threads as Flotilla uses), and (b) through `flotilla serve asr` over HTTP on loo
 seconds; for (b) the client's wall time per request, upload and all), WER against the references
 (jiwer, case and punctuation ignored). Goal: Flotilla's RTF within 10% of the direct call.
 
-The LLM and emulator parts are filled in by their modules (see the README).
+LLM: one `flotilla serve llm` server (SmolLM2-135M on llama.cpp through xllamacpp, 4 slots)
+is called two ways, batch by batch in turn: (a) llama.cpp's own server directly (the engine
+xllamacpp runs, on its internal loopback port) and (b) Flotilla's OpenAI front, which measures
+and translates metrics and passes the stream through. Streaming chat, 128 tokens out
+(`ignore_eos`, no prompt cache), at 1, 2 and 4 concurrent requests. Reported: median TTFT and
+aggregate output tokens/s. Goal: Flotilla within 10% of the direct call (TTFT no more than 10%
+higher, tokens/s no more than 10% lower).
+
+Emulator: the vLLM-compatible engine's bookkeeping on a simulated clock (no sleeps), requests of
+simulated work per second of wall time. Goal: >= 1,000 requests/s.
 Writes benchmarks/results/serving_bench.json.
 """
 
@@ -202,8 +211,107 @@ def run_asr(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+# -- LLM ---------------------------------------------------------------------------------------------
+LLM_PROMPT = (
+    "Summarize in two sentences: Alice said the billing service must ship by Friday. Bob said the migration "
+    "fails on staging because of the new index. They agreed to roll back the index."
+)
+LLM_TOKENS = 128
+
+
+async def _stream_one(client: httpx.AsyncClient, base: str, i: int) -> tuple[float, int, float]:
+    """(TTFT, tokens, end) of one streaming chat request."""
+    body = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": f"[{i}] {LLM_PROMPT}"}],
+        "max_tokens": LLM_TOKENS,
+        "stream": True,
+        "ignore_eos": True,
+        "cache_prompt": False,
+    }
+    started = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    async with client.stream("POST", f"{base}/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and (chunk["choices"][0].get("delta") or {}).get("content"):
+                tokens += 1
+                if first is None:
+                    first = time.perf_counter()
+    end = time.perf_counter()
+    return (first or end) - started, tokens, end
+
+
+async def _batch(client: httpx.AsyncClient, base: str, k: int) -> tuple[list[float], float]:
+    import asyncio
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(_stream_one(client, base, i) for i in range(k)))
+    wall = max(r[2] for r in results) - started
+    return [r[0] for r in results], sum(r[1] for r in results) / wall
+
+
+def run_llm(repeat: int) -> list[dict[str, Any]]:
+    import asyncio
+
+    from flotilla.serving.llm.server import LlmServer, LlmServerConfig
+
+    server = LlmServer(LlmServerConfig(port=free_port(), parallel=4, ctx_size=4096)).start_in_thread()
+    rows = []
+    try:
+        server.wait_ready(120)
+        direct, front = str(server.state.upstream), server.url
+
+        async def measure() -> None:
+            async with httpx.AsyncClient(timeout=300) as client:
+                await _batch(client, front, 1)  # warm-up
+                await _batch(client, direct, 1)
+                for k in (1, 2, 4):
+                    got: dict[str, tuple[list[float], list[float]]] = {"direct": ([], []), "flotilla": ([], [])}
+                    for _ in range(max(repeat, 3)):
+                        for name, base in (("direct", direct), ("flotilla", front)):
+                            ttfts, rate = await _batch(client, base, k)
+                            got[name][0].extend(ttfts)
+                            got[name][1].append(rate)
+                    d_ttft, f_ttft = statistics.median(got["direct"][0]), statistics.median(got["flotilla"][0])
+                    d_rate, f_rate = statistics.median(got["direct"][1]), statistics.median(got["flotilla"][1])
+                    ok = f_ttft <= d_ttft * (1 + GOAL_OVERHEAD) and f_rate >= d_rate * (1 - GOAL_OVERHEAD)
+                    rows.append(
+                        {
+                            "concurrency": k,
+                            "direct_ttft_s": d_ttft,
+                            "flotilla_ttft_s": f_ttft,
+                            "direct_tokens_per_s": d_rate,
+                            "flotilla_tokens_per_s": f_rate,
+                            "verdict": "PASS" if ok else "MISS",
+                        }
+                    )
+
+        asyncio.run(measure())
+    finally:
+        server.stop()
+    table = Table(title="LLM through `flotilla serve llm` vs llama.cpp's server directly (SmolLM2-135M, 128 tokens)")
+    for column in ("concurrent", "TTFT direct", "TTFT Flotilla", "tok/s direct", "tok/s Flotilla", "goal within 10%"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["concurrency"]),
+            f"{r['direct_ttft_s'] * 1000:.0f} ms",
+            f"{r['flotilla_ttft_s'] * 1000:.0f} ms",
+            f"{r['direct_tokens_per_s']:.1f}",
+            f"{r['flotilla_tokens_per_s']:.1f}",
+            r["verdict"],
+        )
+    console.print(table)
+    return rows
+
+
 # -- main --------------------------------------------------------------------------------------------
-PARTS: dict[str, Any] = {"asr": run_asr}
+PARTS: dict[str, Any] = {"asr": run_asr, "llm": run_llm}
 
 
 def main(argv: list[str] | None = None) -> int:
