@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flotilla.serving.asr.cli import serve_asr
+from flotilla.serving.emulator.cli import serve_emulated
 from flotilla.serving.llm.cli import serve_llm, serve_vllm
 
 serve_app = typer.Typer(
@@ -13,3 +14,4 @@ serve_app = typer.Typer(
 serve_app.command("asr")(serve_asr)
 serve_app.command("llm")(serve_llm)
 serve_app.command("vllm")(serve_vllm)
+serve_app.command("emulated")(serve_emulated)

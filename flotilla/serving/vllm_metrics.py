@@ -82,6 +82,12 @@ class VllmMetrics:
             ("max_lora", "waiting_lora_adapters", "running_lora_adapters"),
             registry=r,
         )
+        self.cache_config = Gauge(
+            "vllm:cache_config_info",
+            "Information of the LLMEngine CacheConfig.",
+            ("block_size", "num_gpu_blocks", "enable_prefix_caching", "cache_dtype", "gpu_memory_utilization"),
+            registry=r,
+        )
         # -- counters --
         self.preemptions = Counter(
             "vllm:num_preemptions", "Cumulative number of preemption from the engine.", labels, registry=r
@@ -126,6 +132,11 @@ class VllmMetrics:
             "Histogram of time spent in WAITING phase for request.",
             REQUEST_LATENCY_BUCKETS,
         )
+        self.inference_time = hist(
+            "vllm:request_inference_time_seconds",
+            "Histogram of time spent in RUNNING phase for request.",
+            REQUEST_LATENCY_BUCKETS,
+        )
         self.prefill_time = hist(
             "vllm:request_prefill_time_seconds",
             "Histogram of time spent in PREFILL phase for request.",
@@ -144,7 +155,7 @@ class VllmMetrics:
         for metric in (
             self.running, self.waiting, self.kv_usage, self.gpu_cache_usage, self.preemptions, self.prompt_tokens,
             self.generation_tokens, self.prefix_queries, self.prefix_hits, self.ttft, self.itl, self.tpot,
-            self.e2e, self.queue_time, self.prefill_time, self.decode_time, self.request_prompt_tokens,
+            self.e2e, self.queue_time, self.inference_time, self.prefill_time, self.decode_time, self.request_prompt_tokens,
             self.request_generation_tokens,
         ):  # fmt: skip
             metric.labels(*self._labels)  # every series exists from the first scrape, as in vLLM
@@ -159,6 +170,15 @@ class VllmMetrics:
         self.waiting.labels(*self._labels).set(waiting)
         self.kv_usage.labels(*self._labels).set(kv_usage)
         self.gpu_cache_usage.labels(*self._labels).set(kv_usage)
+
+    def set_cache_config(
+        self, block_size: int, num_gpu_blocks: int, prefix_caching: bool, gpu_memory_utilization: float
+    ) -> None:
+        """vLLM's cache_config_info: one series whose labels describe the KV cache (value 1)."""
+        self.cache_config.clear()
+        self.cache_config.labels(
+            str(block_size), str(num_gpu_blocks), str(prefix_caching), "auto", str(gpu_memory_utilization)
+        ).set(1)
 
     def set_lora(self, max_lora: int, running: Sequence[str], waiting: Sequence[str], now: float) -> None:
         """vLLM's lora_requests_info: one series whose labels list the adapters; value = last update time."""
@@ -183,6 +203,7 @@ class VllmMetrics:
         self.request_generation_tokens.labels(*lab).observe(generation_tokens)
         self.e2e.labels(*lab).observe(e2e)
         self.queue_time.labels(*lab).observe(queue)
+        self.inference_time.labels(*lab).observe(prefill + decode)
         self.prefill_time.labels(*lab).observe(prefill)
         self.decode_time.labels(*lab).observe(decode)
         if generation_tokens > 1:
