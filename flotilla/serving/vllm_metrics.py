@@ -155,8 +155,8 @@ class VllmMetrics:
         for metric in (
             self.running, self.waiting, self.kv_usage, self.gpu_cache_usage, self.preemptions, self.prompt_tokens,
             self.generation_tokens, self.prefix_queries, self.prefix_hits, self.ttft, self.itl, self.tpot,
-            self.e2e, self.queue_time, self.inference_time, self.prefill_time, self.decode_time, self.request_prompt_tokens,
-            self.request_generation_tokens,
+            self.e2e, self.queue_time, self.inference_time, self.prefill_time, self.decode_time,
+            self.request_prompt_tokens, self.request_generation_tokens,
         ):  # fmt: skip
             metric.labels(*self._labels)  # every series exists from the first scrape, as in vLLM
 
