@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flotilla.api import apps, batch, core, gaie, kueue, kueue_v1beta1, slicing
+from flotilla.api import apps, batch, core, gaie, gatewayapi, kueue, kueue_v1beta1, slicing
 from flotilla.api.registry import Column, Kind, Registry, Version
 
 JSON = dict[str, Any]
@@ -324,7 +324,7 @@ def build_registry() -> Registry:
                 columns=(
                     Column("SELECTOR", _pool_selector),
                     Column("PORTS", lambda o: ",".join(str(p["number"]) for p in get(o, "spec.targetPorts", []))),
-                    Column("PICKER", _path("spec.endpointPickerRef.name")),
+                    Column("PICKER", lambda o: get(o, "spec.endpointPickerRef.name") or "<flotilla>"),
                     AGE,
                 ),
             ),
@@ -340,6 +340,23 @@ def build_registry() -> Registry:
                     Column("PRIORITY", _path("spec.priority")),
                     AGE,
                 ),
+            ),
+            Kind(
+                gatewayapi.GROUP,
+                "HTTPRoute",
+                "httproutes",
+                True,
+                (Version("v1", gatewayapi.HTTPRoute),),
+                columns=(Column("HOSTNAMES", lambda o: ",".join(get(o, "spec.hostnames", []) or []) or "*"), AGE),
+            ),
+            Kind(
+                gatewayapi.GROUP,
+                "Gateway",
+                "gateways",
+                True,
+                (Version("v1", gatewayapi.Gateway),),
+                ("gtw",),
+                columns=(Column("CLASS", _path("spec.gatewayClassName")), AGE),
             ),
             Kind(
                 slicing.GROUP,

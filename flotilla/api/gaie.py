@@ -39,7 +39,7 @@ class InferencePoolSpec(KubeModel):
     selector: PoolSelector
     targetPorts: list[Port] = Field(min_length=1, max_length=8)
     appProtocol: Literal["http", "kubernetes.io/h2c"] = "http"
-    endpointPickerRef: EndpointPickerRef
+    endpointPickerRef: EndpointPickerRef | None = None  # optional in GAIE v1: the gateway's own picker
 
 
 class InferencePool(Resource):
@@ -52,7 +52,7 @@ class InferencePool(Resource):
         if len(set(numbers)) != len(numbers):
             issues.append(FieldIssue("spec.targetPorts", f"port numbers must be unique, got {numbers}"))
         ref = self.spec.endpointPickerRef
-        if ref.kind == "Service" and ref.group == "" and ref.port is None:
+        if ref is not None and ref.kind == "Service" and ref.group == "" and ref.port is None:
             issues.append(FieldIssue("spec.endpointPickerRef.port", "required when kind is Service; set port.number"))
         return issues
 

@@ -15,6 +15,7 @@ from flotilla.cli.queue import queue_app
 from flotilla.cli.resources import register_resource_commands
 from flotilla.cli.scale import scale
 from flotilla.cli.serve import serve_app
+from flotilla.gateway.cli import gateway
 from flotilla.serving.asr.cli import asr_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command()(logs)
 app.command()(scale)
 app.add_typer(asr_app)
 app.add_typer(serve_app)
+app.command()(gateway)
 
 
 @app.command()

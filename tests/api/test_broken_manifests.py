@@ -513,9 +513,9 @@ CASES = [
         (("doc 1 InferencePool/pool", "spec.targetPorts", "port numbers must be unique, got [8000, 8000]"),),
     ),
     Case(
-        "inferencepool-missing-endpointPickerRef",
-        pool("  selector: {matchLabels: {app: vllm}}\n  targetPorts: [{number: 8000}]\n"),
-        (("doc 1 InferencePool/pool", "spec.endpointPickerRef", "required field is missing; add it"),),
+        "inferencepool-missing-targetPorts",
+        pool("  selector: {matchLabels: {app: vllm}}\n"),
+        (("doc 1 InferencePool/pool", "spec.targetPorts", "required field is missing; add it"),),
     ),
     Case(
         "inferencepool-empty-selector",

@@ -6,7 +6,7 @@ picker over ext_proc (gRPC) where each one goes, as in the Gateway API Inference
 - `config`: the Envoy bootstrap (`EnvoyConfig`, `build_config`, `render_config`);
 - `launcher`: finding, starting and stopping the Envoy binary (`start_envoy`, `EnvoyProcess`).
 
-See docs/gateway-envoy.md.
+See docs/gateway.md.
 """
 
 from flotilla.gateway.envoy.config import EnvoyConfig, build_config, render_config

@@ -1,5 +1,5 @@
 """The endpoint picker's scheduling layer (pure): plugins, profiles, prefix indexes, sessions,
-saturation and flow control. See docs/gateway-scheduling.md."""
+saturation and flow control. See docs/gateway.md."""
 
 from __future__ import annotations
 
