@@ -120,7 +120,7 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
         _flotilla(
             "up",
             *("--port", str(port), "--data-dir", str(workdir), "--log-level", "warning"),
-            *("--gpu-backend", "emulated", "--gpus", "1x2xA100-40GB"),
+            *("--gpu-backend", "emulated", "--gpus", "1x2xA100-40GB", "--gateway-port", str(free_port())),
         ),
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,

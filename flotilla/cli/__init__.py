@@ -68,6 +68,13 @@ def up(
     placement: Annotated[
         str | None, typer.Option("--placement", help="MIG placement policy: first-fit (DAS's) or packing.")
     ] = None,
+    gateway_port: Annotated[
+        int,
+        typer.Option("--gateway-port", help="Port of the inference gateway over the InferencePools (0: no gateway)."),
+    ] = 8080,
+    gateway_profile: Annotated[
+        str, typer.Option("--gateway-profile", help="The gateway's scheduling profile (default, round-robin, ...).")
+    ] = "default",
 ) -> None:
     """Start the embedded control plane in the foreground (Ctrl-C stops it)."""
     from flotilla.queue.driver import QueueConfigError, load_queue_config
@@ -117,6 +124,8 @@ def up(
             gpus=gpu_config,
             gpu_backend=gpu_backend,  # type: ignore[arg-type]
             runtime_config=rconfig,
+            gateway_port=gateway_port or None,
+            gateway_profile=gateway_profile,
         )
     except (NoGPUError, UnknownPolicyError, PolicyParamsError, UnknownPluginError, PluginArgsError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -126,6 +135,8 @@ def up(
         raise typer.Exit(1) from None
     log.info("Flotilla %s control plane: state in %s", __version__, directory / "state.db")
     log.info("API on %s (try: flotilla get cq; OpenAPI at %s/docs)", plane.url, plane.url)
+    if plane.gateway_url:
+        log.info("inference gateway on %s/v1 (OpenAI API over the InferencePools)", plane.gateway_url)
     plane.serve(log_level=log_level)
 
 

@@ -67,6 +67,8 @@ class ControlPlane:
     health_config: HealthConfig | None = None
     runtime: bool = True
     backend: GPUBackend | None = None
+    gateway_port: int | None = None  # the inference gateway over this plane's InferencePools (None: off)
+    gateway_profile: str = "default"
     service: ResourceService = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +99,8 @@ class ControlPlane:
             registry.register(self.health.collector())
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._gateway_server: uvicorn.Server | None = None
+        self._gateway_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -112,9 +116,11 @@ class ControlPlane:
         """Serve in the foreground until interrupted (Ctrl-C or SIGTERM)."""
         self._server = uvicorn.Server(self._config(log_level))
         self._start_controllers()
+        self._start_gateway(log_level)
         try:
             self._server.run()
         finally:
+            self._stop_gateway()
             self._stop_controllers()
             self.store.close()
 
@@ -122,6 +128,7 @@ class ControlPlane:
         """Serve on a background thread (tests, demo); returns once the port accepts connections."""
         self._server = uvicorn.Server(self._config(log_level))
         self._start_controllers()
+        self._start_gateway(log_level)
         self._thread = threading.Thread(target=self._server.run, name="flotilla-api", daemon=True)
         self._thread.start()
         while not self._server.started:
@@ -135,8 +142,40 @@ class ControlPlane:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        self._stop_gateway()
         self._stop_controllers()
         self.store.close()
+
+    @property
+    def gateway_url(self) -> str | None:
+        return None if self.gateway_port is None else f"http://{self.host}:{self.gateway_port}"
+
+    def _start_gateway(self, log_level: str) -> None:
+        """The inference gateway (the Python front door) in this process, routing to the ready pods
+        of the InferencePools in this plane's store."""
+        if self.gateway_port is None:
+            return
+        from flotilla.gateway.config import GatewayConfig
+        from flotilla.gateway.dispatch import InferenceGateway
+        from flotilla.gateway.endpoints import PoolEndpoints, StoreLister
+        from flotilla.gateway.policy import default_scheduling
+        from flotilla.gateway.server import create_gateway_app
+
+        source = PoolEndpoints(StoreLister(self.store, self.service.registry), None)
+        gateway = InferenceGateway(source, default_scheduling(), GatewayConfig(profile=self.gateway_profile))
+        config = uvicorn.Config(
+            create_gateway_app(gateway), host=self.host, port=self.gateway_port, log_level=log_level, access_log=False
+        )
+        self._gateway_server = uvicorn.Server(config)
+        self._gateway_thread = threading.Thread(target=self._gateway_server.run, name="flotilla-gateway", daemon=True)
+        self._gateway_thread.start()
+
+    def _stop_gateway(self) -> None:
+        if self._gateway_server is not None:
+            self._gateway_server.should_exit = True
+        if self._gateway_thread is not None:
+            self._gateway_thread.join(10)
+            self._gateway_thread = None
 
     def _start_controllers(self) -> None:
         """The controllers start now; the health monitor once the API listens (its node ping

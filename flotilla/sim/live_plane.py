@@ -30,7 +30,18 @@ JSON = dict[str, Any]
 def control_plane(data_dir: Path, port: int, ready_timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m flotilla up` on `port` with its state in `data_dir`, until the block ends (then
     SIGTERM, and SIGKILL if it has not stopped within 10 s). Its output goes to `data_dir/up.log`."""
-    argv = [sys.executable, "-m", "flotilla", "up", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "flotilla",
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--gateway-port",
+        "0",
+    ]
     argv += ["--log-level", "warning"]
     with open(data_dir / "up.log", "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)

@@ -138,7 +138,9 @@ def test_unknown_kind_and_no_server() -> None:
 
 def test_up_serves_on_loopback_and_keeps_state_across_restarts(tmp_path: Path) -> None:
     port = free_port()
+    gateway = free_port()
     argv = [sys.executable, "-m", "flotilla", "up", "--port", str(port), "--data-dir", str(tmp_path)]
+    argv += ["--gateway-port", str(gateway)]
     url = f"http://127.0.0.1:{port}"
 
     def start() -> subprocess.Popen[bytes]:
@@ -163,6 +165,7 @@ def test_up_serves_on_loopback_and_keeps_state_across_restarts(tmp_path: Path) -
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "Shutting down" in out.decode()
     assert f"API on {url}" in out.decode() and str(tmp_path / "state.db") in out.decode()
+    assert f"inference gateway on http://127.0.0.1:{gateway}/v1" in out.decode()
     proc = start()
     try:
         assert httpx.get(f"{url}/apis/kueue.x-k8s.io/v1beta2/resourceflavors/kept").status_code == 200

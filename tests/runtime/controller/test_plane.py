@@ -117,6 +117,8 @@ def test_kill_9_of_the_control_plane_leaks_no_slice(tmp_path: Path) -> None:
         str(port),
         "--data-dir",
         str(tmp_path),
+        "--gateway-port",
+        "0",
         "--gpus",
         "1x1xA100-40GB",
     ]
