@@ -1,4 +1,7 @@
-"""`flotilla gateway`: the inference gateway's front door, in the foreground.
+"""`flotilla gateway`: the inference gateway, in the foreground, on one of two data planes:
+`--data-plane python` (the front door: one process is proxy and picker) or `--data-plane envoy`
+(Envoy carries the requests and asks Flotilla's endpoint picker over ext_proc; the picker's
+`/metrics` and `/health` are on `--metrics-port`).
 
 Register it in flotilla/cli/__init__.py:
 
@@ -18,9 +21,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from flotilla.gateway.config import GatewayConfig
     from flotilla.gateway.endpoints import EndpointSource
+    from flotilla.gateway.policy import Scheduling
 
-DATA_PLANES = ("python",)  # "envoy" comes with the Envoy ext_proc picker
+DATA_PLANES = ("python", "envoy")
 
 
 def gateway(
@@ -77,9 +82,12 @@ def gateway(
         int,
         typer.Option("--tokenizer-vocab", help="Token ids of the served model, for --kv-events (SmolLM2: 49152)."),
     ] = 151936,
-    data_plane: Annotated[str, typer.Option("--data-plane", help="python (the Envoy data plane comes later).")] = (
-        "python"
-    ),
+    data_plane: Annotated[
+        str, typer.Option("--data-plane", help="python (the front door) or envoy (Envoy + Flotilla's ext_proc picker).")
+    ] = "python",
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="--data-plane envoy: port of the picker's /metrics and /health.")
+    ] = 9090,
     seed: Annotated[int | None, typer.Option(help="Seed of the picker's random choices.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -98,7 +106,7 @@ def gateway(
         return typer.Exit(2)
 
     if data_plane not in DATA_PLANES:
-        raise fail(f"--data-plane {data_plane!r}: only python is available for now")
+        raise fail(f"--data-plane {data_plane!r}: use python or envoy")
     if failure_mode not in ("FailOpen", "FailClose"):
         raise fail(f"--failure-mode {failure_mode!r}: use FailOpen or FailClose")
     if endpoints and server:
@@ -117,12 +125,60 @@ def gateway(
             seed=seed,
         )
         scheduling = default_scheduling(profile_file, kv_events_vocab=tokenizer_vocab if config.kv_events else None)
+        if data_plane == "envoy":
+            _run_envoy(source, scheduling, config, host, port, metrics_port, where, log_level)
+            return
         gw = InferenceGateway(source, scheduling, config)
     except (ValueError, ProfileConfigError) as exc:
         raise fail(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"gateway on http://{host}:{port}/v1 routing to {where} (profile {profile})", err=True)
     uvicorn.run(create_gateway_app(gw), host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _run_envoy(
+    source: EndpointSource,
+    scheduling: Scheduling,
+    config: GatewayConfig,
+    host: str,
+    port: int,
+    metrics_port: int,
+    where: str,
+    log_level: str,
+) -> None:
+    """Envoy on host:port, the picker's /metrics and /health on host:metrics_port, until SIGINT/SIGTERM
+    (exit 0) or Envoy exits on its own (exit 1)."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from flotilla.gateway.endpoints import StaticEndpoints
+    from flotilla.gateway.envoy.dataplane import EnvoyDataPlane, check_ip_addresses, create_plane_app
+    from flotilla.gateway.envoy.launcher import EnvoyNotFound, find_envoy
+
+    try:
+        find_envoy()  # before anything starts
+    except EnvoyNotFound as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(source, StaticEndpoints):  # pods have IPs; URLs may name hosts, which Envoy cannot route to
+        check_ip_addresses([e.address for e in asyncio.run(source.topology()).endpoints()])
+    if port == metrics_port:
+        raise ValueError(f"--port and --metrics-port are both {port}: give them different ports")
+    plane = EnvoyDataPlane(source, scheduling, config, host=host, port=port)
+    app = create_plane_app(plane)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=metrics_port, log_level=log_level, access_log=False))
+    plane.on_exit = lambda: setattr(server, "should_exit", True)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(
+        f"gateway (Envoy) on http://{host}:{port}/v1 routing to {where} (profile {config.profile}); "
+        f"picker metrics on http://{host}:{metrics_port}/metrics",
+        err=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if plane.exit_code is not None:
+        raise typer.Exit(1)
 
 
 def _source(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from flotilla.gateway.proxy import UpstreamError, UpstreamPool, UpstreamTimeout
 from flotilla.gateway.scheduling.types import Endpoint, EndpointMetrics, EndpointSnapshot
 
 log = logging.getLogger("flotilla.gateway.datalayer")
@@ -51,25 +53,36 @@ FAMILIES = (WAITING, RUNNING, KV_USAGE, GPU_CACHE_USAGE, LORA_INFO)
 UNSCRAPED = EndpointMetrics(fresh=False)
 
 
-def _wanted(line: str) -> bool:
-    if line.startswith("# "):
-        parts = line.split(" ", 3)
-        return len(parts) > 2 and parts[2] in FAMILIES
-    return line.startswith(FAMILIES)
+def _sample_value(line: str) -> float:
+    """The value of a sample line `name{labels} value [timestamp]` (or `name value ...`)."""
+    brace = line.rfind("}")
+    rest = line[brace + 1 :] if brace >= 0 else line.split(None, 1)[1]
+    return float(rest.split(None, 1)[0])
 
 
 def parse_metrics(text: str, now: float) -> EndpointMetrics:
     """The EndpointMetrics in a Prometheus text exposition (vLLM's names; absent families count 0)."""
-    kept = "\n".join(line for line in text.splitlines() if _wanted(line))
     values: dict[str, list[float]] = {}
+    lora_lines: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith(FAMILIES):
+            continue
+        end = len(line)
+        for stop in ("{", " "):
+            at = line.find(stop)
+            if 0 <= at < end:
+                end = at
+        name = line[:end]
+        if name == LORA_INFO:
+            lora_lines.append(line)
+        elif name in FAMILIES:
+            values.setdefault(name, []).append(_sample_value(line))
     lora: tuple[float, Mapping[str, str]] | None = None
-    for family in text_string_to_metric_families(kept + "\n"):
-        for sample in family.samples:
-            if sample.name == LORA_INFO:
-                if lora is None or sample.value >= lora[0]:
+    if lora_lines:
+        for family in text_string_to_metric_families("\n".join(lora_lines) + "\n"):
+            for sample in family.samples:
+                if sample.name == LORA_INFO and (lora is None or sample.value >= lora[0]):
                     lora = (sample.value, sample.labels)
-            elif sample.name in FAMILIES:
-                values.setdefault(sample.name, []).append(sample.value)
     kv = values.get(KV_USAGE) or values.get(GPU_CACHE_USAGE) or [0.0]
     loras: Mapping[str, str] = lora[1] if lora else {}
     return EndpointMetrics(
@@ -88,6 +101,10 @@ def _adapters(value: str | None) -> frozenset[str]:
     return frozenset(a for a in (value or "").split(",") if a)
 
 
+class FetchError(Exception):
+    """A GET to an endpoint failed (refused, timed out, not HTTP)."""
+
+
 @dataclass
 class _State:
     endpoint: Endpoint
@@ -101,7 +118,7 @@ class DataLayer:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | UpstreamPool,
         *,
         interval: float = 0.05,
         stale_after: float = 2.0,
@@ -116,7 +133,7 @@ class DataLayer:
         self._client = client
         self.interval = interval
         self.stale_after = max(stale_after, 2 * interval)
-        self._timeout = httpx.Timeout(scrape_timeout)
+        self._timeout = scrape_timeout
         self._models_interval = models_interval
         self._kv_sink = kv_events
         self._kv_poll_timeout = kv_poll_timeout
@@ -201,6 +218,17 @@ class DataLayer:
         return True
 
     # -- scraping -------------------------------------------------------------------------------
+    async def _get(self, address: str, target: str, timeout: float) -> tuple[int, bytes]:
+        """GET http://address/target: the status and the body (FetchError when it fails)."""
+        client = self._client
+        try:
+            if isinstance(client, UpstreamPool):
+                return await client.get(address, target, timeout)
+            r = await client.get(f"http://{address}{target}", timeout=httpx.Timeout(timeout))
+            return r.status_code, r.content
+        except (httpx.HTTPError, OSError, UpstreamError, UpstreamTimeout) as exc:
+            raise FetchError(f"{type(exc).__name__}: {exc}") from None
+
     async def _scrape_loop(self, state: _State) -> None:
         next_models = 0.0
         while True:
@@ -211,19 +239,18 @@ class DataLayer:
             await asyncio.sleep(max(0.0, self.interval - (self._clock() - started)))
 
     async def _scrape_metrics(self, state: _State) -> None:
-        url = f"http://{state.endpoint.address}/metrics"
         try:
-            r = await self._client.get(url, timeout=self._timeout)
+            status, body = await self._get(state.endpoint.address, "/metrics", self._timeout)
             now = self._clock()
-            if r.status_code == 200:
-                state.metrics = parse_metrics(r.text, now)
+            if status == 200:
+                state.metrics = parse_metrics(body.decode(), now)
                 self.scrapes += 1
                 return
-            if r.status_code == 404:
+            if status == 404:
                 state.metrics = EndpointMetrics(scraped_at=now, fresh=True)
                 return
-            reason = f"HTTP {r.status_code}"
-        except (httpx.HTTPError, ValueError) as exc:
+            reason = f"HTTP {status}"
+        except (FetchError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         if state.metrics.fresh or state.metrics is UNSCRAPED:
             log.info("endpoint %s: scrape failed (%s); unfresh until it answers", state.endpoint.address, reason)
@@ -231,36 +258,36 @@ class DataLayer:
 
     async def _scrape_models(self, state: _State) -> bool:
         try:
-            r = await self._client.get(f"http://{state.endpoint.address}/v1/models", timeout=self._timeout)
-            if r.status_code != 200:
-                return r.status_code == 404
-            data = r.json().get("data") or []
+            status, body = await self._get(state.endpoint.address, "/v1/models", self._timeout)
+            if status != 200:
+                return status == 404
+            data = json.loads(body).get("data") or []
             state.models = frozenset(str(m["id"]) for m in data if isinstance(m, dict) and m.get("id"))
             return True
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (FetchError, ValueError, AttributeError):
             return False
 
     async def _kv_loop(self, state: _State) -> None:
         assert self._kv_sink is not None
         address, since = state.endpoint.address, 0
-        poll = httpx.Timeout(self._kv_poll_timeout + 5.0)
         while True:
             started = self._clock()
+            target = f"/v1/kv_events?since={since}&timeout={self._kv_poll_timeout}"
             try:
-                r = await self._client.get(
-                    f"http://{address}/v1/kv_events",
-                    params={"since": since, "timeout": self._kv_poll_timeout},
-                    timeout=poll,
-                )
-            except httpx.HTTPError:
+                status, raw = await self._get(address, target, self._kv_poll_timeout + 5.0)
+            except FetchError:
                 await asyncio.sleep(1.0)
                 continue
-            if r.status_code == 404:
+            if status == 404:
                 return
-            if r.status_code != 200:
+            if status != 200:
                 await asyncio.sleep(1.0)
                 continue
-            body = r.json()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                await asyncio.sleep(1.0)
+                continue
             first, last = int(body.get("first_seq", 1)), int(body.get("last_seq", 0))
             if since and (last < since or first > since + 1):  # restarted, or events were dropped
                 self._kv_sink(address, CLEARED)

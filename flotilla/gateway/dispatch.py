@@ -18,36 +18,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from flotilla.gateway.config import GatewayConfig
 from flotilla.gateway.datalayer import DataLayer
 from flotilla.gateway.endpoints import EndpointSource, FailureMode, Pool, Topology
-from flotilla.gateway.metrics import GatewayMetrics
+from flotilla.gateway.metrics import GatewayMetrics, UsageTracker
 from flotilla.gateway.policy import FlowControl, Scheduling, forget_endpoints, retain
 from flotilla.gateway.proxy import (
     ClientDisconnected,
+    DisconnectWatch,
+    RawHeaders,
     StreamOutcome,
+    UpstreamPool,
+    UpstreamReply,
     UpstreamRequest,
     UpstreamResponse,
-    UsageTracker,
     backward_headers,
     forward_headers,
     open_upstream,
-    until_disconnect,
 )
 from flotilla.gateway.requests import (
     CHAT_PATH,
     COMPLETIONS_PATH,
     INFERENCE_PATHS,
     TRANSCRIPTIONS_PATH,
+    ClientGone,
     GatewayError,
     ParsedBody,
     parse_form_model,
@@ -108,9 +111,13 @@ class InferenceGateway:
         self._routes = self.topology.routes
         self._clock = clock
         self._rng = random.Random(config.seed)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000, keepalive_expiry=30)
-        self._client = httpx.AsyncClient(transport=transport, limits=limits, headers={"accept-encoding": "identity"})
-        self._scrape_client = httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_keepalive_connections=256))
+        self._pool = UpstreamPool(connect_timeout=config.connect_timeout, keepalive_expiry=30)
+        # The data layer scrapes through the front door's own client; a given transport (a fake) means httpx.
+        self._scrape_client: httpx.AsyncClient | UpstreamPool = (
+            UpstreamPool(connect_timeout=1.0)
+            if transport is None
+            else httpx.AsyncClient(transport=transport, limits=httpx.Limits(max_keepalive_connections=256))
+        )
         precise = scheduling.precise_prefix
         self.data = DataLayer(
             self._scrape_client,
@@ -132,7 +139,7 @@ class InferenceGateway:
             self._resync.cancel()
             await asyncio.gather(self._resync, return_exceptions=True)
         await self.data.close()
-        await self._client.aclose()
+        await self._pool.aclose()
         await self._scrape_client.aclose()
 
     async def refresh(self) -> None:
@@ -172,23 +179,27 @@ class InferenceGateway:
         return dict(sorted(out.items()))
 
     # -- the request path -----------------------------------------------------------------------
-    async def handle(self, request: Request) -> Response:
-        """Serve one client request (any path): see the module docstring."""
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one client request (any path) as an ASGI app: see the module docstring."""
         received = self._clock()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        method, path, query = scope["method"], scope["path"], scope.get("query_string", b"")
         model = ""
         try:
-            raw = await read_body(request, self.config.max_body_bytes)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            method, path = request.method, request.url.path
+            raw = await read_body(receive, headers.get("content-length"), self.config.max_body_bytes)
             parsed = await self.parse(method, path, raw, headers)
             model = parsed.model
-            target = self.resolve(method, path, headers, dict(request.query_params), parsed.model)
+            params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
+            target = self.resolve(method, path, headers, params, parsed.model)
         except GatewayError as exc:
             self.metrics.requests.labels(model, model).inc()
             self.metrics.errors.labels(model, model, str(exc.status)).inc()
-            return exc.response()
+            await exc.response()(scope, receive, send)
+            return
+        except ClientGone:
+            return
         ireq = self._inference_request(parsed, headers, target)
-        return await self._dispatch(request, raw, ireq, target, received, sse=parsed.stream)
+        await self._dispatch(scope, receive, send, raw, ireq, target, received, sse=parsed.stream)
 
     async def parse(self, method: str, path: str, raw: bytes, headers: Mapping[str, str]) -> ParsedBody:
         """The body of a request (GatewayError 400 for a bad inference body)."""
@@ -235,7 +246,7 @@ class InferenceGateway:
         name = headers.get(OBJECTIVE_HEADER)
         objective = self.topology.objective(name, (p.name for p in target.pools)) if name else None
         return InferenceRequest(
-            request_id=headers.get("x-request-id") or uuid.uuid4().hex,
+            request_id=headers.get("x-request-id") or secrets.token_hex(16),
             model=parsed.model,
             prompt=parsed.prompt,
             session=headers.get(SESSION_HEADER),
@@ -246,12 +257,23 @@ class InferenceGateway:
         )
 
     async def _dispatch(
-        self, request: Request, raw: bytes, ireq: InferenceRequest, target: Target, received: float, sse: bool
-    ) -> Response:
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        raw: bytes,
+        ireq: InferenceRequest,
+        target: Target,
+        received: float,
+        sse: bool,
+    ) -> None:
         m, model = self.metrics, ireq.model
-        m.requests.labels(model, model).inc()
-        m.running.labels(model).inc()
+        series = m.model(model)
+        series.requests.inc()
+        series.running.inc()
         flow, acquired, handed_over = self._flow(target), False, False
+        watch = DisconnectWatch(receive)
+        reply: UpstreamReply | None = None
         try:
             if not any(self.data.metrics(e.address).fresh for e in target.endpoints):
                 pools = ", ".join(p.name for p in target.pools)
@@ -260,7 +282,7 @@ class InferenceGateway:
                 waited = self._clock()
                 tenant = ireq.headers.get(FAIRNESS_HEADER) or ireq.objective or "default"
                 try:
-                    await until_disconnect(request.receive, flow.acquire(ireq, tenant, self._saturation(target)))
+                    await watch.until_left(flow.acquire(ireq, tenant, self._saturation(target)))
                 except self.scheduling.shed_errors as exc:
                     status = int(getattr(exc, "status_code", 429))
                     reason = getattr(exc, "reason", str(exc))
@@ -270,32 +292,33 @@ class InferenceGateway:
                 acquired = True
                 m.flow_wait.observe(self._clock() - waited)
             chosen, fallbacks = self._pick(ireq, target)
-            base = forward_headers(request.headers.items(), {"x-request-id": ireq.request_id})
+            base = forward_headers(scope["headers"], {"x-request-id": ireq.request_id})
             if target.backend is not None:
-                base = modify_headers(base, target.backend.request_headers)
-            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            upstream, served = await open_upstream(
-                self._client,
-                UpstreamRequest(request.method, path, base, raw, request.receive),
+                base = _raw(modify_headers(_text(base), target.backend.request_headers))
+            path = scope.get("raw_path") or scope["path"].encode()
+            query = scope.get("query_string", b"")
+            reply, served = await open_upstream(
+                self._pool,
+                UpstreamRequest(scope["method"], path + b"?" + query if query else path, base, raw),
                 [e.address for e in (chosen, *fallbacks[:1])],
                 deadline=received + target.timeout,
-                connect_timeout=self.config.connect_timeout,
                 clock=self._clock,
                 in_flight=self.data,
                 on_retry=self.metrics.retries.inc,
+                watch=watch,
             )
             self._record(ireq, served)
-            tracker = UsageTracker(sse or upstream.headers.get("content-type", "").startswith("text/event-stream"))
+            tracker = UsageTracker(sse or (reply.header(b"content-type") or b"").startswith(b"text/event-stream"))
 
             def done(outcome: StreamOutcome) -> None:
                 self.data.end(served)
                 if acquired and flow is not None:
                     flow.release()
-                m.running.labels(model).dec()
+                series.running.dec()
                 tracker.finish()
                 m.finished(
                     model,
-                    upstream.status_code,
+                    reply.status,
                     "504" if outcome.timed_out else CLIENT_CLOSED if outcome.disconnected else "502",
                     outcome.completed,
                     elapsed=self._clock() - received,
@@ -304,25 +327,30 @@ class InferenceGateway:
                     output_tokens=tracker.output_tokens,
                 )
 
-            headers = backward_headers(upstream, {SERVED_HEADER: served, "x-request-id": ireq.request_id})
+            headers = backward_headers(reply, {SERVED_HEADER: served, "x-request-id": ireq.request_id})
             if target.backend is not None and target.backend.response_headers:
-                headers = _joined(modify_headers(list(headers.items()), target.backend.response_headers))
-            deadline = received + target.timeout
-            response = UpstreamResponse(upstream, headers, tracker.feed, done, deadline, self._clock)
+                headers = _raw(modify_headers(_text(headers), target.backend.response_headers))
+            response = UpstreamResponse(reply, headers, tracker.feed, done, watch, self._clock)
             handed_over = True
-            return response
         except GatewayError as exc:
             m.errors.labels(model, model, str(exc.status)).inc()
-            return exc.response()
+            watch.stop()
+            await exc.response()(scope, receive, send)
+            return
         except ClientDisconnected:
             log.info("request %s: the client went away before the model server answered", ireq.request_id)
             m.errors.labels(model, model, CLIENT_CLOSED).inc()
-            return Response(status_code=int(CLIENT_CLOSED))
+            return
         finally:
             if not handed_over:
-                m.running.labels(model).dec()
+                watch.stop()
+                series.running.dec()
+                if reply is not None:  # opened, never passed through: let the model server go
+                    reply.close()
+                    self.data.end(served)
                 if acquired and flow is not None:
                     flow.release()
+        await response(scope, receive, send)
 
     def _flow(self, target: Target) -> FlowControl | None:
         """The flow controller of the target's pools (one per pool, made on first use)."""
@@ -379,10 +407,10 @@ class InferenceGateway:
             s.sessions.record(ireq.session, address, self._clock())
 
 
-def _joined(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Headers as a mapping; repeated names joined with ", " (HTTP's list form)."""
-    out: dict[str, str] = {}
-    for name, value in headers:
-        key = name.lower()
-        out[key] = f"{out[key]}, {value}" if key in out else value
-    return out
+def _text(headers: RawHeaders) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+def _raw(headers: list[tuple[str, str]]) -> RawHeaders:
+    """Headers as bytes for the wire; names lower-cased (as ASGI has them)."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]

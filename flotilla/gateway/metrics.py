@@ -22,11 +22,19 @@ Flotilla's:
     flotilla_gateway_retries_total                 counter: second attempts after a failed endpoint
     flotilla_gateway_picker_failures_total         counter (failure_mode): picks that raised
     flotilla_gateway_endpoint_in_flight            gauge (endpoint): requests the gateway has open there
+
+`UsageTracker` reads the token counts on the way through: the `usage` object of a JSON body or of an
+SSE chunk (stream_options.include_usage); without one, the number of SSE chunks that carry choices
+(vLLM streams one token per chunk) stands in for the output tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
@@ -48,6 +56,23 @@ TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
 )  # fmt: skip
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
+MAX_JSON_BODY = 4 * 1024 * 1024  # bytes of a non-streamed body kept to read its usage
+
+
+MAX_CACHED_MODELS = 1024  # model names whose children are kept (clients choose names: bounded)
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    """The children of the per-model series, for one model name."""
+
+    requests: Counter
+    running: Gauge
+    ttft: Histogram
+    duration: Histogram
+    input_tokens: Histogram
+    output_tokens: Histogram
+    ntpot: Histogram
 
 
 class GatewayMetrics:
@@ -153,6 +178,25 @@ class GatewayMetrics:
             ("endpoint",),
             registry=r,
         )
+        self._series: dict[str, ModelSeries] = {}
+
+    def model(self, name: str) -> ModelSeries:
+        """The per-model series of `name` (children looked up once per model, not per request)."""
+        series = self._series.get(name)
+        if series is None:
+            if len(self._series) >= MAX_CACHED_MODELS:
+                self._series.clear()
+            labels = (name, name)
+            series = self._series[name] = ModelSeries(
+                self.requests.labels(*labels),
+                self.running.labels(name),
+                self.ttft.labels(*labels),
+                self.duration.labels(*labels),
+                self.input_tokens.labels(*labels),
+                self.output_tokens.labels(*labels),
+                self.ntpot.labels(*labels),
+            )
+        return series
 
     def observe_pools(
         self,
@@ -188,18 +232,71 @@ class GatewayMetrics:
         """Record a request whose response was passed through: an error when the model server answered
         >= 400 (its status) or the response did not complete (`failure_code`: 499 the client left,
         504 timed out, 502 the upstream broke), else duration, tokens and NTPOT."""
-        labels = (model, model)
+        series = self.model(model)
         if ttft is not None:
-            self.ttft.labels(*labels).observe(ttft)
+            series.ttft.observe(ttft)
         if status >= 400 or not completed:
-            self.errors.labels(*labels, str(status) if status >= 400 else failure_code).inc()
+            self.errors.labels(model, model, str(status) if status >= 400 else failure_code).inc()
             return
-        self.duration.labels(*labels).observe(elapsed)
+        series.duration.observe(elapsed)
         if input_tokens:
-            self.input_tokens.labels(*labels).observe(input_tokens)
+            series.input_tokens.observe(input_tokens)
         if output_tokens:
-            self.output_tokens.labels(*labels).observe(output_tokens)
-            self.ntpot.labels(*labels).observe(elapsed / output_tokens)
+            series.output_tokens.observe(output_tokens)
+            series.ntpot.observe(elapsed / output_tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class UsageTracker:
+    """Token counts read from a response as it passes (see the module docstring)."""
+
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.chunks = 0
+        self.size = 0
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if not self.sse:
+            if len(self._buffer) + len(chunk) <= MAX_JSON_BODY:
+                self._buffer += chunk
+            return
+        self._buffer += chunk
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return
+            event = bytes(self._buffer[:end])
+            del self._buffer[: end + 2]
+            self._event(event)
+
+    def _event(self, event: bytes) -> None:
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if b'"usage"' in data:
+                with contextlib.suppress(ValueError):
+                    self._usage(json.loads(data))
+            if b'"choices":[{' in data.replace(b" ", b""):
+                self.chunks += 1
+
+    def _usage(self, body: Any) -> None:
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict):
+            self.prompt_tokens = int(usage.get("prompt_tokens") or self.prompt_tokens)
+            self.completion_tokens = int(usage.get("completion_tokens") or self.completion_tokens)
+
+    def finish(self) -> None:
+        if not self.sse and self._buffer:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                self._usage(json.loads(self._buffer))
+
+    @property
+    def output_tokens(self) -> int:
+        return self.completion_tokens or self.chunks

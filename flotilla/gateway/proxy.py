@@ -1,35 +1,36 @@
-"""Passing a response through: chunk by chunk as the model server sends it, never buffered.
+"""Sending a request to a model server and passing its response through, chunk by chunk, never buffered.
 
-`UpstreamResponse` is the ASGI response for an open httpx response: it sends the upstream status
-and headers, then every raw chunk as it arrives (SSE streams reach the client token by token),
-while a second task watches the client: when the client disconnects, the pump is cancelled and
-the upstream connection is closed at once (the model server sees the disconnect and aborts the
-request). The upstream response is always closed, and `on_done` always runs, with the outcome.
+This is the front door's hot path, so it speaks HTTP/1.1 to the model servers itself: one asyncio
+protocol per connection, kept alive in an `UpstreamPool` (idle connections LIFO per address). A
+general-purpose client cost more than the rest of the request path together (httpx's pool checks
+every open connection on each request; see benchmarks/gateway_bench.py).
 
-`until_disconnect(receive, work)` runs `work` (waiting in flow control, waiting for the model
-server's first byte) and cancels it when the client goes away first.
+    pool = UpstreamPool()
+    watch = DisconnectWatch(receive)                       # one task per request
+    reply, address = await open_upstream(pool, UpstreamRequest(...), [first, fallback], ...)
+    await UpstreamResponse(reply, headers, on_chunk, on_done, watch, clock)(scope, receive, send)
 
-`open_upstream` sends the request to the picked endpoint and, when that one fails before
-answering (refused, reset, closed without a response), once more to the next; it returns when the
-response's headers are in (504 when they do not come within the deadline).
+`open_upstream` sends the request to the picked endpoint and, when that one fails before answering
+(refused, reset, closed without a response), once more to the next; it returns when the response's
+head is in (504 when it does not come before the deadline). A kept-alive connection the model server
+closed while idle is replaced by a new one to the same endpoint, not counted as a failure. The
+deadline bounds the body too: a response still streaming past it is cut.
 
-`UsageTracker` reads token counts on the way through: the `usage` object of a JSON body or of an
-SSE chunk (stream_options.include_usage); without one, the number of SSE chunks that carry choices
-(vLLM streams one token per chunk) stands in for the output tokens.
+`DisconnectWatch` waits for the client to leave (ASGI `receive` answering `http.disconnect`). While
+the request waits (in flow control, for the first byte, for the next chunk), a client leaving
+cancels the wait (`until_left`, `UpstreamResponse`), the upstream connection is closed at once (the
+model server sees the disconnect and aborts the request), and `on_done` runs with the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
-import httpx
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from flotilla.gateway.requests import GatewayError
@@ -38,26 +39,31 @@ from flotilla.gateway.scheduling.types import DESTINATION_HEADER
 log = logging.getLogger("flotilla.gateway")
 
 T = TypeVar("T")
+RawHeaders = list[tuple[bytes, bytes]]
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
     }
 )
 # Set by the server that answers the client (uvicorn), not copied from the model server's answer; the
 # body is passed through byte for byte, so the model server's content-length stays true.
-NOT_FORWARDED_BACK = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}
-MAX_JSON_BODY = 4 * 1024 * 1024  # bytes of a non-streamed body kept to read its usage
+NOT_FORWARDED_BACK = (HOP_BY_HOP - {b"content-length"}) | {b"date", b"server"}
+MAX_HEAD = 64 * 1024  # bytes of a response's status line and headers
+HIGH_WATER, LOW_WATER = 256 * 1024, 64 * 1024  # unread body bytes: pause / resume reading from upstream
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_DESTINATION = frozenset({DESTINATION_HEADER.encode()})
 
 
 class ClientDisconnected(Exception):
@@ -68,40 +74,462 @@ class StreamDeadline(Exception):
     """The request's timeout ran out while its response was streaming (not an OSError, unlike TimeoutError)."""
 
 
-def forward_headers(headers: Iterable[tuple[str, str]], extra: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The client's headers minus hop-by-hop ones, plus `extra` (replacing same-named ones)."""
-    drop = HOP_BY_HOP | {k.lower() for k in extra}
-    return [(k, v) for k, v in headers if k.lower() not in drop] + list(extra.items())
+class UpstreamTimeout(Exception):
+    """The request's deadline passed while it waited for the model server."""
 
 
-def backward_headers(upstream: httpx.Response, extra: Mapping[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in upstream.headers.items() if k.lower() not in NOT_FORWARDED_BACK}
-    out.update(extra)
-    return out
+class UpstreamError(Exception):
+    """The model server's connection failed or its answer was not HTTP/1.x; `answered`: some of it came."""
+
+    def __init__(self, message: str, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
+def forward_headers(headers: Iterable[tuple[bytes, bytes]], extra: Mapping[str, str]) -> RawHeaders:
+    """The client's headers (ASGI's: lower-case names) minus hop-by-hop ones and the destination header
+    (the gateway sets it per attempt), plus `extra` (replacing same-named ones)."""
+    drop = HOP_BY_HOP | _DESTINATION | {k.lower().encode("latin-1") for k in extra}
+    return [(k, v) for k, v in headers if k not in drop] + [(k.encode(), v.encode()) for k, v in extra.items()]
+
+
+def backward_headers(reply: UpstreamReply, extra: Mapping[str, str]) -> RawHeaders:
+    """The model server's response headers, minus those the client's own server sets, plus `extra`."""
+    drop = NOT_FORWARDED_BACK | {k.lower().encode("latin-1") for k in extra}
+    return [(k, v) for k, v in reply.headers if k not in drop] + [(k.encode(), v.encode()) for k, v in extra.items()]
+
+
+# -- the client leaving ----------------------------------------------------------------------------------
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """`await work`, unless the client disconnects first: then cancel it and raise ClientDisconnected."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        watcher.cancel()
-        with contextlib.suppress(BaseException):
-            await watcher
-    if task.cancelled():
-        raise ClientDisconnected()
-    return task.result()
+class DisconnectWatch:
+    """One task per request waiting for `http.disconnect`; `left` once the client is gone. Made in the
+    request's own task, which is the one a disconnect interrupts."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.left = False
+        self.finished = False  # the response is complete: a disconnect now is no news
+        self._interrupting = False
+        request_task = asyncio.current_task()
+        assert request_task is not None
+        self._request_task: asyncio.Task[object] = request_task
+        self._task = asyncio.ensure_future(_disconnected(receive))
+        self._task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if self.finished or task.cancelled() or task.exception() is not None:
+            return
+        self.left = True
+        if self._interrupting:
+            self._request_task.cancel()
+
+    def interrupting(self) -> asyncio.Task[object]:
+        """From now on a disconnect cancels the request's task (ClientDisconnected if it already happened)."""
+        if self.left:
+            raise ClientDisconnected()
+        self._interrupting = True
+        return self._request_task
+
+    def caught(self, task: asyncio.Task[object]) -> bool:
+        """After a CancelledError: True (and the cancellation undone) when it was this watch's."""
+        self._interrupting = False
+        if self.left:
+            task.uncancel()
+            return True
+        return False
+
+    async def until_left(self, work: Awaitable[T]) -> T:
+        """`await work` in this task; when the client leaves first, `work` is cancelled and
+        ClientDisconnected raised."""
+        task = self.interrupting()
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if self.caught(task):
+                raise ClientDisconnected() from None
+            raise
+        finally:
+            self._interrupting = False
+
+    def quiet(self) -> None:
+        """A disconnect no longer cancels the request's task (it waits for nothing now)."""
+        self._interrupting = False
+
+    def stop(self) -> None:
+        self.finished = True
+        self._interrupting = False
+        self._task.cancel()
+
+
+# -- HTTP/1.1 to the model servers ------------------------------------------------------------------------
+class UpstreamReply:
+    """A model server's response: `status` and `headers` (lower-case names) once its head is in, then its
+    body with `read()` as it arrives (b"" at the end)."""
+
+    def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self.status = 0
+        self.headers: RawHeaders = []
+        self._conn: _Connection | None = conn
+        self._loop = loop
+        self._head: asyncio.Future[None] = loop.create_future()
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._complete = False  # every body byte is in _chunks (or was read)
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    @property
+    def at_end(self) -> bool:
+        """Everything was read: the next `read()` gives b""."""
+        return self._complete and not self._chunks and self._error is None
+
+    def expire_at(self, when: float) -> None:
+        """Fail with UpstreamTimeout at loop time `when` (the head not in, or the body not read to its end)."""
+        self._timer = self._loop.call_at(when, self.interrupt, UpstreamTimeout())
+
+    async def wait_head(self) -> None:
+        await self._head
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._drain())
+        self._buffered -= len(data)
+        if self._buffered < LOW_WATER and self._conn is not None:
+            self._conn.resume()
+        return data
+
+    def _drain(self) -> Iterable[bytes]:
+        while self._chunks:
+            yield self._chunks.popleft()
+
+    def interrupt(self, exc: BaseException) -> None:
+        """Stop now: the unread body is dropped, the connection closed, waiting readers get `exc`."""
+        if self._error is None:
+            self._error = exc
+        self._chunks.clear()
+        self.close()
+        if not self._head.done():
+            self._head.set_exception(exc)
+        self._wake()
+
+    def close(self) -> None:
+        """Done with it: a body not read to its end closes the connection (the model server sees it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abandon(self)
+
+    # -- fed by the connection --------------------------------------------------------------------------
+    def _head_in(self, status: int, headers: RawHeaders) -> None:
+        self.status, self.headers = status, headers
+        if not self._head.done():
+            self._head.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > HIGH_WATER and self._conn is not None:
+            self._conn.pause()
+        self._wake()
+
+    def _end(self) -> None:
+        self._complete = True
+        self._conn = None
+        self._wake()
+
+    def _fail(self, exc: UpstreamError) -> None:
+        self._conn = None
+        if self._error is None:
+            self._error = exc
+        if not self._head.done():
+            self._head.set_exception(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive HTTP/1.1 connection to a model server: a request at a time, its response parsed
+    as it arrives (content-length, chunked, or until close)."""
+
+    def __init__(self, pool: UpstreamPool, address: str) -> None:
+        self.pool, self.address = pool, address
+        self.transport: asyncio.Transport | None = None
+        self.reply: UpstreamReply | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._buf = bytearray()
+        self._state = _DONE
+        self._remaining = 0
+        self._answered = False
+        self._bodyless = False
+        self._keep_alive = True
+        self._paused = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        reply, self.reply = self.reply, None
+        if reply is None:
+            return
+        if self._state == _UNTIL_CLOSE:
+            reply._end()
+        else:
+            reply._fail(UpstreamError(f"the model server closed the connection ({exc or 'EOF'})", self._answered))
+
+    def data_received(self, data: bytes) -> None:
+        if self.reply is None:  # bytes nobody asked for: this connection cannot be trusted
+            self.close()
+            return
+        self._answered = True
+        self._buf += data
+        try:
+            self._parse()
+        except (UpstreamError, ValueError) as exc:
+            reply, self.reply = self.reply, None
+            if reply is not None:
+                reply._fail(exc if isinstance(exc, UpstreamError) else UpstreamError(str(exc), True))
+            self.close()
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def send(self, method: str, head: bytes, body: bytes) -> UpstreamReply:
+        assert self.transport is not None and self.reply is None
+        self.reply = reply = UpstreamReply(self, asyncio.get_running_loop())
+        self._state, self._answered, self._bodyless = _HEAD, False, method == "HEAD"
+        self._buf.clear()
+        self.transport.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            self.transport.write(body)
+        return reply
+
+    def abandon(self, reply: UpstreamReply) -> None:
+        """`reply` is no longer wanted before its end: close rather than read the rest."""
+        if self.reply is reply:
+            self.reply = None
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # -- parsing ----------------------------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf = self._buf
+        while self.reply is not None:
+            state = self._state
+            if state == _HEAD:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > MAX_HEAD:
+                        raise UpstreamError(f"the response head is over {MAX_HEAD} bytes", True)
+                    return
+                head = bytes(buf[:end])
+                del buf[: end + 4]
+                self._parse_head(head)
+            elif state in (_LENGTH, _CHUNK_DATA):
+                if not buf:
+                    return
+                n = min(self._remaining, len(buf))
+                self.reply._feed(bytes(buf) if n == len(buf) else bytes(buf[:n]))
+                del buf[:n]
+                self._remaining -= n
+                if not self._remaining:
+                    if state == _LENGTH:
+                        self._finish()
+                    else:
+                        self._state = _CHUNK_END
+            elif state in (_CHUNK_SIZE, _CHUNK_END, _TRAILER):
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > 4096:
+                        raise UpstreamError("a chunk-size or trailer line is over 4096 bytes", True)
+                    return
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                if state == _CHUNK_END:
+                    if line:
+                        raise UpstreamError("a chunk does not end with CRLF", True)
+                    self._state = _CHUNK_SIZE
+                elif state == _CHUNK_SIZE:
+                    self._remaining = int(line.split(b";", 1)[0].strip(), 16)
+                    self._state = _CHUNK_DATA if self._remaining else _TRAILER
+                elif not line:  # the empty line after the trailers
+                    self._finish()
+            else:  # _UNTIL_CLOSE
+                if buf:
+                    self.reply._feed(bytes(buf))
+                    buf.clear()
+                return
+
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        version, _, rest = lines[0].partition(b" ")
+        if not version.startswith(b"HTTP/1."):
+            raise UpstreamError(f"not an HTTP/1.x response: {lines[0][:80]!r}", True)
+        status = int(rest[:3])
+        headers: RawHeaders = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise UpstreamError(f"a malformed response header: {line[:80]!r}", True)
+            headers.append((name.strip().lower(), value.strip()))
+        if 100 <= status < 200:
+            return  # an interim response (100 Continue, 103 Early Hints): the real one follows
+        assert self.reply is not None
+        fields = dict(headers)
+        connection = fields.get(b"connection", b"").lower()
+        self._keep_alive = version == b"HTTP/1.1" and b"close" not in connection
+        self.reply._head_in(status, headers)
+        if self._bodyless or status in (204, 304):
+            self._finish()
+        elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+            self._state = _CHUNK_SIZE
+        elif b"content-length" in fields:
+            self._remaining = int(fields[b"content-length"])
+            self._state = _LENGTH
+            if not self._remaining:
+                self._finish()
+        else:
+            self._state, self._keep_alive = _UNTIL_CLOSE, False
+
+    def _finish(self) -> None:
+        reply, self.reply = self.reply, None
+        self._state = _DONE
+        if reply is not None:
+            reply._end()
+        self.resume()  # paused for a slow reader: the next response must be read
+        if self._keep_alive and not self._buf and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+
+
+class UpstreamPool:
+    """Kept-alive connections to model servers, per address; idle ones are reused newest first."""
+
+    def __init__(
+        self, *, connect_timeout: float = 5.0, keepalive_expiry: float = 30.0, max_idle_per_address: int = 1000
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.keepalive_expiry = keepalive_expiry
+        self.max_idle_per_address = max_idle_per_address
+        self._idle: dict[str, list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+
+    def idle(self, address: str) -> _Connection | None:
+        """A kept-alive connection to `address` that is still open, if there is one."""
+        idle = self._idle.get(address)
+        if not idle:
+            return None
+        oldest = asyncio.get_running_loop().time() - self.keepalive_expiry
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if conn.idle_since < oldest:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    async def connect(self, address: str, timeout: float) -> _Connection:
+        """A new connection (TimeoutError after `timeout` seconds, OSError when refused or unreachable)."""
+        host, _, port = address.rpartition(":")
+        conn = _Connection(self, address)
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().create_connection(lambda: conn, host.strip("[]"), int(port))
+        self._open.add(conn)
+        return conn
+
+    async def send(self, address: str, method: str, head: bytes, body: bytes, expires: float) -> UpstreamReply:
+        """Send a request on a kept-alive connection to `address` (a new one when there is none, or when the
+        kept one turns out closed) and return once its head is in. OSError (connecting; TimeoutError for a
+        connect timeout), UpstreamError (the connection failed), UpstreamTimeout (loop time `expires` passed)."""
+        loop = asyncio.get_running_loop()
+        conn = self.idle(address)
+        reused = conn is not None
+        while True:
+            if conn is None:
+                conn = await self.connect(address, min(self.connect_timeout, expires - loop.time()))
+            reply = conn.send(method, head, body)
+            reply.expire_at(expires)
+            try:
+                await reply.wait_head()
+                return reply
+            except UpstreamError as exc:
+                reply.close()
+                if not reused or exc.answered:
+                    raise
+                conn, reused = None, False  # the server had closed this idle connection: open a new one
+            except BaseException:
+                reply.close()
+                raise
+
+    async def get(self, address: str, target: str, timeout: float) -> tuple[int, bytes]:
+        """GET `target` from `address` (the data layer's scrapes): the status and the whole body."""
+        loop = asyncio.get_running_loop()
+        head = f"GET {target} HTTP/1.1\r\nhost: {address}\r\naccept: */*\r\n\r\n".encode("latin-1")
+        reply = await self.send(address, "GET", head, b"", loop.time() + timeout)
+        try:
+            chunks = []
+            while chunk := await reply.read():
+                chunks.append(chunk)
+            return reply.status, b"".join(chunks)
+        finally:
+            reply.close()
+
+    def release(self, conn: _Connection) -> None:
+        idle = self._idle.setdefault(conn.address, [])
+        if len(idle) >= self.max_idle_per_address:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+
+    async def aclose(self) -> None:
+        for conn in list(self._open):
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports close
 
 
 class InFlight(Protocol):
@@ -112,49 +540,65 @@ class InFlight(Protocol):
 
 @dataclass(frozen=True)
 class UpstreamRequest:
-    """What is sent upstream: `headers` without the destination header (set per attempt)."""
+    """What is sent upstream: `target` is the path with its query string; `headers` without host,
+    content-length and the destination header (set per attempt)."""
 
     method: str
-    path: str  # with its query string
-    headers: Sequence[tuple[str, str]]
+    target: bytes
+    headers: RawHeaders
     body: bytes
-    receive: Receive  # the client's, to notice it leaving
+
+    def head(self, address: str) -> bytes:
+        """The request line and headers for `address`."""
+        lines = [
+            self.method.encode(),
+            b" ",
+            self.target,
+            b" HTTP/1.1\r\nhost: ",
+            address.encode(),
+            b"\r\n",
+            DESTINATION_HEADER.encode(),
+            b": ",
+            address.encode(),
+            b"\r\n",
+        ]
+        for name, value in self.headers:
+            if b"\r" in value or b"\n" in value:
+                continue  # never let a header value split the request
+            lines += (name, b": ", value, b"\r\n")
+        if self.body or self.method not in _BODYLESS_METHODS:
+            lines.append(b"content-length: %d\r\n" % len(self.body))
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
 
 async def open_upstream(
-    client: httpx.AsyncClient,
+    pool: UpstreamPool,
     request: UpstreamRequest,
     addresses: Sequence[str],
     *,
     deadline: float,
-    connect_timeout: float,
     clock: Callable[[], float],
     in_flight: InFlight,
     on_retry: Callable[[], None],
-) -> tuple[httpx.Response, str]:
-    """Send to `addresses[0]`, then to the next after a failure before any answer. Returns the open
-    response (headers read, body not) and the address that answered; `in_flight.begin(address)` is
-    left open for the caller to end. GatewayError 504 (no answer by `deadline`) or 503 (all failed);
-    ClientDisconnected when the client leaves first."""
+    watch: DisconnectWatch,
+) -> tuple[UpstreamReply, str]:
+    """Send to `addresses[0]`, then to the next after a failure before any answer. Returns the reply (head
+    in, body not read) and the address that answered; `in_flight.begin(address)` is left open for the
+    caller to end. GatewayError 504 (no answer by `deadline`) or 503 (all failed); ClientDisconnected when
+    the client leaves first."""
     failure: Exception | None = None
     for i, address in enumerate(addresses):
         remaining = deadline - clock()
         if remaining <= 0:
             break
-        headers = [*request.headers, (DESTINATION_HEADER, address)]
-        timeout = httpx.Timeout(remaining, connect=min(connect_timeout, remaining))
-        upstream = client.build_request(
-            request.method, f"http://{address}{request.path}", headers=headers, content=request.body, timeout=timeout
-        )
         in_flight.begin(address)
         try:
-            return await until_disconnect(request.receive, client.send(upstream, stream=True)), address
-        except httpx.ConnectTimeout as exc:
-            failure = exc
-        except httpx.TimeoutException:
+            return await _attempt(pool, request, address, remaining, watch), address
+        except UpstreamTimeout:
             in_flight.end(address)
             raise GatewayError(504, f"the model server at {address} did not answer in time") from None
-        except httpx.TransportError as exc:
+        except (OSError, UpstreamError) as exc:  # TimeoutError (connecting) is an OSError
             failure = exc
         except BaseException:
             in_flight.end(address)
@@ -170,59 +614,22 @@ async def open_upstream(
     )
 
 
-class UsageTracker:
-    """Token counts read from a response as it passes (see the module docstring)."""
-
-    def __init__(self, sse: bool) -> None:
-        self.sse = sse
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.chunks = 0
-        self.size = 0
-        self._buffer = bytearray()
-
-    def feed(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if not self.sse:
-            if len(self._buffer) + len(chunk) <= MAX_JSON_BODY:
-                self._buffer += chunk
-            return
-        self._buffer += chunk
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return
-            event = bytes(self._buffer[:end])
-            del self._buffer[: end + 2]
-            self._event(event)
-
-    def _event(self, event: bytes) -> None:
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if b'"usage"' in data:
-                with contextlib.suppress(ValueError):
-                    self._usage(json.loads(data))
-            if b'"choices":[{' in data.replace(b" ", b""):
-                self.chunks += 1
-
-    def _usage(self, body: Any) -> None:
-        usage = body.get("usage") if isinstance(body, dict) else None
-        if isinstance(usage, dict):
-            self.prompt_tokens = int(usage.get("prompt_tokens") or self.prompt_tokens)
-            self.completion_tokens = int(usage.get("completion_tokens") or self.completion_tokens)
-
-    def finish(self) -> None:
-        if not self.sse and self._buffer:
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                self._usage(json.loads(self._buffer))
-
-    @property
-    def output_tokens(self) -> int:
-        return self.completion_tokens or self.chunks
+async def _attempt(
+    pool: UpstreamPool, request: UpstreamRequest, address: str, remaining: float, watch: DisconnectWatch
+) -> UpstreamReply:
+    task = watch.interrupting()
+    try:
+        expires = asyncio.get_running_loop().time() + remaining
+        return await pool.send(address, request.method, request.head(address), request.body, expires)
+    except asyncio.CancelledError:
+        if watch.caught(task):
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        watch.quiet()
 
 
+# -- the response, passed through ---------------------------------------------------------------------------
 @dataclass
 class StreamOutcome:
     """How passing a response through ended."""
@@ -234,63 +641,60 @@ class StreamOutcome:
     error: BaseException | None = None
 
 
-async def _empty() -> Any:
-    if False:  # pragma: no cover - an async generator that yields nothing
-        yield b""
-
-
-class UpstreamResponse(StreamingResponse):
-    """An open upstream response, passed through to the client (see the module docstring)."""
+class UpstreamResponse:
+    """The ASGI response passing an upstream reply through (see the module docstring)."""
 
     def __init__(
         self,
-        upstream: httpx.Response,
-        headers: Mapping[str, str],
+        reply: UpstreamReply,
+        headers: RawHeaders,
         on_chunk: Callable[[bytes], None],
         on_done: Callable[[StreamOutcome], None],
-        deadline: float,
+        watch: DisconnectWatch,
         clock: Callable[[], float],
     ) -> None:
-        super().__init__(_empty(), status_code=upstream.status_code, headers=dict(headers))
-        self._upstream = upstream
+        self.status_code = reply.status
+        self.raw_headers = headers
+        self._reply = reply
         self._on_chunk = on_chunk
         self._on_done = on_done
-        self._deadline = deadline
+        self._watch = watch
         self._clock = clock
 
-    async def _pump(self, send: Send, outcome: StreamOutcome) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in self._upstream.aiter_raw():
-            if outcome.first_chunk_at is None:
-                outcome.first_chunk_at = self._clock()
-            self._on_chunk(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if self._clock() > self._deadline:
-                outcome.timed_out = True
-                raise StreamDeadline("the request ran past its timeout while streaming")
-        outcome.completed = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = StreamOutcome()
-        pump = asyncio.ensure_future(self._pump(send, outcome))
-        watcher = asyncio.ensure_future(_disconnected(receive))
+        outcome, reply, watch = StreamOutcome(), self._reply, self._watch
+        task: asyncio.Task[object] | None = None
         try:
-            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done():
-                outcome.disconnected = True
-            elif not pump.cancelled() and pump.exception() is not None:
-                outcome.error = pump.exception()
-                outcome.disconnected = isinstance(outcome.error, OSError)  # the client's socket broke
+            task = watch.interrupting()
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            while chunk := await reply.read():
+                if outcome.first_chunk_at is None:
+                    outcome.first_chunk_at = self._clock()
+                self._on_chunk(chunk)
+                last = reply.at_end
+                if last:
+                    outcome.completed = watch.finished = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    break
+            else:
+                outcome.completed = watch.finished = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except ClientDisconnected:
+            outcome.disconnected = True
+        except asyncio.CancelledError:
+            if task is None or not watch.caught(task):
+                raise
+            outcome.disconnected = True
+        except UpstreamTimeout:
+            outcome.timed_out = True
+            outcome.error = StreamDeadline("the request ran past its timeout while streaming")
+        except (UpstreamError, OSError) as exc:
+            outcome.error = exc
+            outcome.disconnected = isinstance(exc, OSError)  # the client's socket broke
         finally:
-            for task in (pump, watcher):
-                task.cancel()
-            for task in (pump, watcher):
-                with contextlib.suppress(BaseException):
-                    await task
-            try:
-                await asyncio.shield(self._upstream.aclose())
-            finally:
-                self._on_done(outcome)
+            watch.stop()
+            reply.close()
+            self._on_done(outcome)
         if outcome.error is not None and not outcome.disconnected:
             raise outcome.error  # ends the client's connection: the response is incomplete

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.types import Receive
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
@@ -33,6 +34,10 @@ _ERROR_TYPES = {
     503: "ServiceUnavailableError",
     504: "GatewayTimeoutError",
 }
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request body was being read."""
 
 
 class GatewayError(Exception):
@@ -58,19 +63,25 @@ class GatewayError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 beyond `limit` bytes (from Content-Length before reading)."""
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole body of an ASGI request, refused with 413 beyond `limit` bytes (from its declared
+    Content-Length before reading, else counted as it comes)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise GatewayError(413, f"the request body ({declared} bytes) is over the gateway's limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise GatewayError(413, f"the request body is over the gateway's limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(413, f"the request body is over the gateway's limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @dataclass(frozen=True)

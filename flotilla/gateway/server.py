@@ -19,6 +19,7 @@ pool fails closed), 504 no answer in time. The model server's own errors pass th
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,14 +28,42 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import Message, Receive, Scope, Send
 
 from flotilla.gateway.dispatch import InferenceGateway
+from flotilla.gateway.requests import GatewayError
 
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+log = logging.getLogger("flotilla.gateway")
+OWN_PATHS = frozenset({"/health", "/metrics", "/v1/models"})  # GET and HEAD; any other request is routed
+
+
+class GatewayApp(FastAPI):
+    """FastAPI for the gateway's own routes (OWN_PATHS); every other request goes straight to
+    `InferenceGateway.serve`, without the router and middleware stack (the hot path)."""
+
+    gateway: InferenceGateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"] in ("GET", "HEAD") and scope["path"] in OWN_PATHS):
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.gateway.serve(scope, receive, send_tracked)
+        except Exception:
+            if not started:  # as Starlette's ServerErrorMiddleware: a 500, then the server logs the error
+                await GatewayError(500, "Internal Server Error").response()(scope, receive, send)
+            raise
 
 
 def create_gateway_app(gateway: InferenceGateway) -> FastAPI:
-    """The FastAPI app serving `gateway`; its lifespan starts and stops it."""
+    """The app serving `gateway` (a FastAPI app); its lifespan starts and stops it."""
     created = int(time.time())
 
     @asynccontextmanager
@@ -45,10 +74,10 @@ def create_gateway_app(gateway: InferenceGateway) -> FastAPI:
         finally:
             await gateway.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Flotilla inference gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.gateway = gateway
+    app.gateway = app.state.gateway = gateway
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -77,5 +106,4 @@ def create_gateway_app(gateway: InferenceGateway) -> FastAPI:
         ]
         return {"object": "list", "data": data}
 
-    app.add_route("/{path:path}", gateway.handle, methods=METHODS)
     return app

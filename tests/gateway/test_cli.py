@@ -30,7 +30,7 @@ LAUNCH = "import typer; from flotilla.gateway.cli import gateway; typer.run(gate
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data-plane", "envoy"], "only python"),
+        (["--data-plane", "nginx"], "use python or envoy"),
         (["--endpoints", "http://127.0.0.1:1", "--server", "http://127.0.0.1:2"], "not both"),
         (["--endpoints", "http://127.0.0.1:1", "--failure-mode", "Open"], "FailOpen or FailClose"),
         (["--endpoints", "http://localhost"], "HOST:PORT"),

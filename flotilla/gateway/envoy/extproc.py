@@ -17,6 +17,9 @@ sends the request headers, then the whole request body (BUFFERED), then the resp
 - response headers: `x-gateway-destination-endpoint-served` is set to the endpoint that served
   (the `upstream.address` attribute when Envoy sends it, else the picked address), plus the
   decision's extra headers.
+- end: Envoy keeps the stream open until the HTTP request is over (the response's last byte sent,
+  or the request reset) and then closes it; a routed decision's `on_finish(status)` is called then,
+  once, with the response's `:status` (None when no response headers came).
 
 The picker decides; this module only speaks the protocol. An exception from `pick` aborts the
 stream, so Envoy applies the filter's failure mode (FailOpen: the fallback cluster; FailClose: 503).
@@ -80,13 +83,15 @@ class PickDecision:
       404 unknown model) and `body` (build one with `reject`, an OpenAI-shaped JSON error).
 
     `headers` are extra response headers: added to the upstream's response, or sent with the
-    immediate response.
+    immediate response. `on_finish(status)` (routed decisions) is called once when Envoy closes the
+    request's stream, i.e. when the HTTP request is over, with the response's status (None: none came).
     """
 
     address: str | None = None
     status: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    on_finish: Callable[[int | None], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.address is None) == (self.status is None):
@@ -97,9 +102,14 @@ class PickDecision:
             raise ValueError(f"PickDecision.status must be an HTTP status in 200..599, got {self.status}")
 
     @classmethod
-    def route(cls, address: str, headers: Mapping[str, str] | None = None) -> PickDecision:
-        """Forward the request to `address` (`ip:port`)."""
-        return cls(address=address, headers=dict(headers or {}))
+    def route(
+        cls,
+        address: str,
+        headers: Mapping[str, str] | None = None,
+        on_finish: Callable[[int | None], None] | None = None,
+    ) -> PickDecision:
+        """Forward the request to `address` (`ip:port`); `on_finish(status)` when the request is over."""
+        return cls(address=address, headers=dict(headers or {}), on_finish=on_finish)
 
     @classmethod
     def reject(
@@ -125,6 +135,11 @@ def header_map(headers: pb.HttpHeaders) -> dict[str, str]:
         value = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
         out[h.key] = f"{out[h.key]}, {value}" if h.key in out else value
     return out
+
+
+def _status(headers: pb.HttpHeaders) -> int | None:
+    value = header_map(headers).get(":status", "")
+    return int(value) if value.isdigit() else None
 
 
 def _set_headers(mutation: pb.HeaderMutation, headers: Mapping[str, str]) -> None:
@@ -176,6 +191,16 @@ class _Stream:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytearray = field(default_factory=bytearray)
     decision: PickDecision | None = None
+    status: int | None = None  # the response's :status, from the response headers
+
+    def finish(self) -> None:
+        """Tell the decision's `on_finish` that the request is over (once)."""
+        decision, self.decision = self.decision, None
+        if decision is not None and decision.on_finish is not None:
+            try:
+                decision.on_finish(self.status)
+            except Exception:
+                log.exception("on_finish failed for %s", self.headers.get(":path", "?"))
 
 
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -188,28 +213,32 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         self, requests: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ProcessingResponse]:
         stream = _Stream()
-        async for request in requests:
-            kind = request.WhichOneof("request")
-            if kind == "request_headers":
-                stream.headers = header_map(request.request_headers)
-                if request.request_headers.end_of_stream:
-                    yield await self._decide(stream, after_body=False, context=context)
-                else:
-                    yield pb.ProcessingResponse(request_headers=pb.HeadersResponse())
-            elif kind == "request_body":
-                stream.body += request.request_body.body
-                if request.request_body.end_of_stream:
-                    yield await self._decide(stream, after_body=True, context=context)
-                else:
-                    yield pb.ProcessingResponse(request_body=pb.BodyResponse())
-            elif kind == "response_headers":
-                yield self._response_headers(request, stream)
-            elif kind == "response_body":
-                yield pb.ProcessingResponse(response_body=pb.BodyResponse())
-            elif kind == "request_trailers":
-                yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
-            elif kind == "response_trailers":
-                yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("request")
+                if kind == "request_headers":
+                    stream.headers = header_map(request.request_headers)
+                    if request.request_headers.end_of_stream:
+                        yield await self._decide(stream, after_body=False, context=context)
+                    else:
+                        yield pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+                elif kind == "request_body":
+                    stream.body += request.request_body.body
+                    if request.request_body.end_of_stream:
+                        yield await self._decide(stream, after_body=True, context=context)
+                    else:
+                        yield pb.ProcessingResponse(request_body=pb.BodyResponse())
+                elif kind == "response_headers":
+                    stream.status = _status(request.response_headers)
+                    yield self._response_headers(request, stream)
+                elif kind == "response_body":
+                    yield pb.ProcessingResponse(response_body=pb.BodyResponse())
+                elif kind == "request_trailers":
+                    yield pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+                elif kind == "response_trailers":
+                    yield pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+        finally:
+            stream.finish()  # Envoy closed the stream (or it broke): the HTTP request is over
 
     async def _decide(
         self, stream: _Stream, after_body: bool, context: grpc.aio.ServicerContext[Any, Any]
