@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/queue_kueue_perf.py
 	$(BIN)/python benchmarks/slicer_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/gateway_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
