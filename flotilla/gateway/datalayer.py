@@ -40,8 +40,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from flotilla.gateway.proxy import UpstreamError, UpstreamPool, UpstreamTimeout
 from flotilla.gateway.scheduling.types import Endpoint, EndpointMetrics, EndpointSnapshot
+from flotilla.gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("flotilla.gateway.datalayer")
 KVEventSink = Callable[[str, Sequence[Mapping[str, Any]]], None]

@@ -33,12 +33,8 @@ from flotilla.gateway.endpoints import EndpointSource, FailureMode, Pool, Topolo
 from flotilla.gateway.metrics import GatewayMetrics, UsageTracker
 from flotilla.gateway.policy import FlowControl, Scheduling, forget_endpoints, retain
 from flotilla.gateway.proxy import (
-    ClientDisconnected,
     DisconnectWatch,
-    RawHeaders,
     StreamOutcome,
-    UpstreamPool,
-    UpstreamReply,
     UpstreamRequest,
     UpstreamResponse,
     backward_headers,
@@ -69,6 +65,7 @@ from flotilla.gateway.scheduling.types import (
     NoEndpoint,
     SchedulingContext,
 )
+from flotilla.gateway.upstream import ClientDisconnected, RawHeaders, UpstreamPool, UpstreamReply
 
 log = logging.getLogger("flotilla.gateway")
 FAIRNESS_HEADER = "x-gateway-inference-fairness-id"  # GAIE: the flow-control tenant
