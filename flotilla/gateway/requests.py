@@ -36,6 +36,13 @@ _ERROR_TYPES = {
 }
 
 
+def openai_error(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """`{"error": {"message", "type", "param", "code"}}` (code: the HTTP status, as vLLM sends it):
+    the shape of every error the gateway answers itself, on either data plane."""
+    error = {"message": message, "type": _ERROR_TYPES.get(status, "APIError"), "param": param, "code": status}
+    return {"error": error}
+
+
 class ClientGone(Exception):
     """The client disconnected while its request body was being read."""
 
@@ -52,15 +59,9 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
-        body = {
-            "error": {
-                "message": self.message,
-                "type": _ERROR_TYPES.get(self.status, "APIError"),
-                "param": self.param,
-                "code": self.status,
-            }
-        }
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(
+            openai_error(self.status, self.message, self.param), status_code=self.status, headers=self.headers
+        )
 
 
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:

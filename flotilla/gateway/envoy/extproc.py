@@ -38,6 +38,8 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
+from flotilla.gateway.requests import openai_error
+
 log = logging.getLogger("flotilla.gateway.envoy")
 
 DESTINATION_HEADER = "x-gateway-destination-endpoint"
@@ -49,23 +51,10 @@ UPSTREAM_ADDRESS = "upstream.address"
 # The response-code details of the picker's immediate responses (access log, local reply mapping).
 PICKER_DETAILS = "flotilla_picker"
 
-_ERROR_TYPES = {
-    400: "BadRequestError",
-    404: "NotFoundError",
-    413: "BadRequestError",
-    429: "RateLimitError",
-    500: "InternalServerError",
-    502: "BadGatewayError",
-    503: "ServiceUnavailableError",
-    504: "GatewayTimeoutError",
-}
-
 
 def openai_error_body(status: int, message: str, param: str | None = None) -> bytes:
-    """`{"error": {"message", "type", "param", "code"}}`, the shape the Python gateway answers
-    (code: the HTTP status, as vLLM sends it)."""
-    error = {"message": message, "type": _ERROR_TYPES.get(status, "APIError"), "param": param, "code": status}
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
+    """The Python front door's error shape (`flotilla.gateway.requests.openai_error`), as bytes."""
+    return json.dumps(openai_error(status, message, param), separators=(",", ":")).encode()
 
 
 def _check_address(address: str) -> None:
