@@ -37,7 +37,7 @@ from flotilla.runtime.scheduling import (
     default_registry,
     pod_info,
 )
-from flotilla.runtime.scheduling.types import Taint
+from flotilla.runtime.scheduling.types import GPU_RESOURCE, WHOLE_GPU, Taint
 from flotilla.slicer import load_catalog
 from flotilla.slicer.backends import MigDevice
 from flotilla.slicer.profiles import RESOURCE_PREFIX
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 log = logging.getLogger("flotilla.runtime")
 FINALIZER = "flotilla.dev/runtime"
-_GPU = "nvidia.com/gpu"
 
 
 class Binder:
@@ -85,7 +84,7 @@ class Binder:
             status, spec = node.get("status") or {}, node.get("spec") or {}
             allocatable = {}
             for r, q in (status.get("allocatable") or {}).items():
-                if r != _GPU and not str(r).startswith(RESOURCE_PREFIX):
+                if r != GPU_RESOURCE and not str(r).startswith(RESOURCE_PREFIX):
                     allocatable[r] = canonical_amount(r, Quantity.parse(q))
             infos.append(
                 NodeInfo(
@@ -167,7 +166,7 @@ class Binder:
 
     def create_slice(self, claim: JSON) -> bool:
         spec = claim["spec"]
-        if spec.get("profile") == "gpu":
+        if spec.get("profile") == WHOLE_GPU:
             device_uuid = spec["gpuUUID"]
         else:
             try:
@@ -183,7 +182,7 @@ class Binder:
 
     def device_of(self, claim: JSON) -> MigDevice | None:
         spec = claim["spec"]
-        if spec.get("profile") in (None, "gpu") or claim_state(claim) == "staged":
+        if spec.get("profile") in (None, WHOLE_GPU) or claim_state(claim) == "staged":
             return None
         placement = spec["migPlacement"]
         for device in self.ctl.backend.slices(spec["gpuUUID"]):
@@ -214,7 +213,7 @@ class Binder:
                 self.ctl.pods.release_claim(claim)
             elif state == "staged":
                 self.create_slice(claim)
-            elif claim["spec"].get("profile") != "gpu":
+            elif claim["spec"].get("profile") != WHOLE_GPU:
                 spec = claim["spec"]
                 try:
                     self.ctl.backend.create_slice(spec["gpuUUID"], spec["profile"], int(spec["migPlacement"]["start"]))
@@ -236,7 +235,11 @@ def assign_containers(
         wanted = {**(res.get("requests") or {}), **(res.get("limits") or {})}
         for name, q in wanted.items():
             profile = (
-                "gpu" if name == _GPU else name[len(RESOURCE_PREFIX) :] if name.startswith(RESOURCE_PREFIX) else None
+                WHOLE_GPU
+                if name == GPU_RESOURCE
+                else name[len(RESOURCE_PREFIX) :]
+                if name.startswith(RESOURCE_PREFIX)
+                else None
             )
             if profile is None:
                 continue

@@ -14,12 +14,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flotilla.api.slicing import GROUP, VERSION
+from flotilla.runtime.scheduling.types import UNHEALTHY_GPU
 from flotilla.slicer import GPUState, SlotRange
 
 JSON = dict[str, Any]
-WHOLE_GPU = "gpu"
-UNHEALTHY = frozenset({"EVICT", "ERR"})
-HEALTH_LABEL = "autopilot.ibm.com/gpuhealth"
 
 
 def claim_name(pod_uid: str, container: str, n: int) -> str:
@@ -89,7 +87,7 @@ def gpu_states(
                         node=name,
                         model=g.get("model") or "",
                         allocations=allocations,
-                        healthy=(g.get("health") or "PASS") not in UNHEALTHY,
+                        healthy=(g.get("health") or "PASS") not in UNHEALTHY_GPU,
                     )
                 )
             except ValueError:  # overlapping claims (written by hand): keep the GPU off limits

@@ -14,7 +14,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from flotilla.queue import workloads as wls
-from flotilla.runtime.devices import UNHEALTHY, claim_pod_uid
+from flotilla.runtime.devices import claim_pod_uid
+from flotilla.runtime.scheduling.types import UNHEALTHY_GPU
 
 if TYPE_CHECKING:
     from flotilla.runtime.controller import RuntimeController
@@ -27,7 +28,7 @@ log = logging.getLogger("flotilla.runtime")
 def _bad_gpus(node: JSON | None) -> dict[str, str]:
     out = {}
     for g in ((node or {}).get("status") or {}).get("gpus") or []:
-        if g.get("health") in UNHEALTHY:
+        if g.get("health") in UNHEALTHY_GPU:
             out[g["uuid"]] = f"{g['health']}: {g.get('healthMessage') or 'health check failed'}"
     return out
 
