@@ -30,6 +30,7 @@ from flotilla.api.errors import ManifestErrors
 from flotilla.runtime.binder import Binder
 from flotilla.runtime.config import RuntimeConfig
 from flotilla.runtime.deployments import DeploymentContext, reconcile_deployment
+from flotilla.runtime.devices import claim_pod_uid
 from flotilla.runtime.health import HealthReactor
 from flotilla.runtime.jobs import JobContext, reconcile_job
 from flotilla.runtime.kubelet import Kubelet
@@ -95,7 +96,10 @@ class RuntimeController:
         self._dirty_pods: set[str] = set()
         self._capacity_changed = True
         self._owners_deleted = True  # the first pass collects what a previous run left
-        self._pods_by_owner: dict[tuple[str, str], set[str]] = {}  # (namespace, owner uid) -> pod keys
+        self._pods_by_owner: dict[tuple[str, str], set[str]] = {}
+        self._claims_by_pod: dict[
+            str, set[str]
+        ] = {}  # pod uid -> AllocationClaim keys  # (namespace, owner uid) -> pod keys
         self._timers: dict[str, float] = {}  # "Job:key" / "Pod:key" -> when to look again
         self._registered = False
         self._lock = threading.Lock()
@@ -150,6 +154,10 @@ class RuntimeController:
                 self._capacity_changed = True
         elif kind in ("Node", "AllocationClaim"):
             self._capacity_changed = True
+            if kind == "AllocationClaim":
+                for claim, sign in ((old, -1), (new, +1)):
+                    if claim is not None:
+                        self._index_claim(key, claim, sign)
             if kind == "Node":
                 self.health.node_changed(key, old, new)
                 if self.on_faults is not None and _faults(old) != _faults(new):
@@ -157,6 +165,20 @@ class RuntimeController:
         elif kind in ("ConfigMap", "Secret"):
             ns = obj["metadata"].get("namespace")
             self._dirty_pods.update(k for k in self.objects["Pod"] if k.startswith(f"{ns}/"))
+
+    def _index_claim(self, key: str, claim: JSON, sign: int) -> None:
+        uid = claim_pod_uid(claim)
+        if sign > 0:
+            self._claims_by_pod.setdefault(uid, set()).add(key)
+        elif uid in self._claims_by_pod:
+            self._claims_by_pod[uid].discard(key)
+            if not self._claims_by_pod[uid]:
+                del self._claims_by_pod[uid]
+
+    def claims_of(self, pod: JSON) -> list[JSON]:
+        """The AllocationClaims of a pod (by its uid), in name order."""
+        keys = self._claims_by_pod.get(str(pod["metadata"].get("uid")), set())
+        return [self.objects["AllocationClaim"][k] for k in sorted(keys) if k in self.objects["AllocationClaim"]]
 
     def gpu_busy(self, node: str, gpu_uuid: str) -> float:
         """The share of a GPU's 8 slots that live claims hold (for emulated utilisation readings)."""
@@ -183,6 +205,9 @@ class RuntimeController:
                     ref = _owner(pod)
                     if ref is not None:
                         self._pods_by_owner.setdefault((pod["metadata"]["namespace"], ref[2]), set()).add(key)
+                self._claims_by_pod = {}
+                for key, claim in self.objects["AllocationClaim"].items():
+                    self._index_claim(key, claim, +1)
                 self._owners_deleted = True
                 self._dirty["Job"].update(self.objects["Job"])
                 self._dirty["Deployment"].update(self.objects["Deployment"])

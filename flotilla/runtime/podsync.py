@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flotilla.runtime.devices import claim_pod_uid, claim_state
+from flotilla.runtime.devices import claim_state
 
 if TYPE_CHECKING:
     from flotilla.runtime.controller import RuntimeController
@@ -27,15 +27,6 @@ class PodSync:
     def __init__(self, ctl: RuntimeController) -> None:
         self.ctl = ctl
         self.running: set[str] = set()  # pods with processes to watch or stop
-
-    def claims_of(self, pod: JSON) -> list[JSON]:
-        uid = str(pod["metadata"].get("uid"))
-        ns = pod["metadata"]["namespace"]
-        return [
-            c
-            for k, c in self.ctl.objects["AllocationClaim"].items()
-            if k.startswith(f"{ns}/") and claim_pod_uid(c) == uid
-        ]
 
     def _namespaced(self, kind: str, ns: str) -> dict[str, JSON]:
         prefix = f"{ns}/"
@@ -67,14 +58,14 @@ class PodSync:
                 return
             self.running.discard(key)
             self._release(pod)
-            if meta.get("deletionTimestamp") and not self.claims_of(pod):
+            if meta.get("deletionTimestamp") and not self.ctl.claims_of(pod):
                 finalizers = [f for f in meta.get("finalizers") or [] if f != "flotilla.dev/runtime"]
                 self.ctl.kubelet.remove(pod)
                 self.ctl.write("update", "Pod", {**pod, "metadata": {**meta, "finalizers": finalizers}})
             return
         ns = meta["namespace"]
         configmaps, secrets = self._namespaced("ConfigMap", ns), self._namespaced("Secret", ns)
-        claims = self.claims_of(pod)
+        claims = self.ctl.claims_of(pod)
         if not started:
             if any(claim_state(c) != "created" for c in claims):
                 return  # the binder creates the slices first
@@ -125,7 +116,7 @@ class PodSync:
 
     def _release(self, pod: JSON) -> None:
         """Destroy the pod's slices and remove its claims (deleted is their last state)."""
-        for claim in self.claims_of(pod):
+        for claim in self.ctl.claims_of(pod):
             self.release_claim(claim)
 
     def release_claim(self, claim: JSON) -> None:
