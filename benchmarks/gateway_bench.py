@@ -107,10 +107,7 @@ class Process:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used (Linux /proc)."""
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return 0.0
+        return cpu_seconds(self.proc.pid)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -121,6 +118,27 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(5)
         self._out.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used (Linux /proc); 0 when it is gone."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of process `pid` and its live descendants (the Envoy plane's gateway starts Envoy)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += cpu_seconds(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    todo.extend(int(c) for c in (task / "children").read_text().split())
+    return total
 
 
 def machine_busy() -> tuple[float, float]:
@@ -243,7 +261,8 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, f
     return stats
 
 
-def run_overhead(quick: bool, logs: Path, pythonpath: str | None) -> dict[str, Any]:
+def run_overhead(quick: bool, logs: Path, pythonpath: str | None, plane: str = "python") -> dict[str, Any]:
+    """Part (a) for one data plane: `python` (the front door) or `envoy` (Envoy + the ext_proc picker)."""
     if shutil.which("wrk") is None:
         raise SystemExit("the overhead part needs wrk: apt-get install wrk")
     script = logs / "chat.lua"
@@ -256,9 +275,15 @@ def run_overhead(quick: bool, logs: Path, pythonpath: str | None) -> dict[str, A
         processes.append(fake)
         fake.wait_http(f"http://127.0.0.1:{fake_port}/metrics")
         upstream = f"http://127.0.0.1:{fake_port}"
-        gateway = Process("gateway-overhead", gateway_argv([upstream], gw_port, "default"), logs, pythonpath)
+        extra: list[str] = []
+        health_port = gw_port
+        if plane == "envoy":  # Envoy listens on gw_port; the picker's /health and /metrics on their own port
+            health_port = free_port()
+            extra = ["--data-plane", "envoy", "--metrics-port", str(health_port)]
+        argv = gateway_argv([upstream], gw_port, "default", *extra)
+        gateway = Process(f"gateway-overhead-{plane}", argv, logs, pythonpath)
         processes.append(gateway)
-        gateway.wait_http(f"http://127.0.0.1:{gw_port}/health", lambda h: h.get("fresh_endpoints") == 1)
+        gateway.wait_http(f"http://127.0.0.1:{health_port}/health", lambda h: h.get("fresh_endpoints") == 1)
         direct_url = f"{upstream}/v1/chat/completions"
         gateway_url = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
         wrk(gateway_url, script, 8, 2)  # warm-up: connections, code paths
@@ -268,13 +293,13 @@ def run_overhead(quick: bool, logs: Path, pythonpath: str | None) -> dict[str, A
             sequential["gateway"].append(wrk(gateway_url, script, 1, seq_seconds))
         throughput = []
         for connections in (16, 64, 256):
-            ours0 = gateway.cpu_seconds() + fake.cpu_seconds() + children_cpu()
-            cpu0, (busy0, total0), t0 = gateway.cpu_seconds(), machine_busy(), time.monotonic()
+            ours0 = tree_cpu_seconds(gateway.proc.pid) + fake.cpu_seconds() + children_cpu()
+            cpu0, (busy0, total0), t0 = tree_cpu_seconds(gateway.proc.pid), machine_busy(), time.monotonic()
             stats = wrk(gateway_url, script, connections, max_seconds)
             wall, (busy1, total1) = time.monotonic() - t0, machine_busy()
-            ours = gateway.cpu_seconds() + fake.cpu_seconds() + children_cpu() - ours0
+            ours = tree_cpu_seconds(gateway.proc.pid) + fake.cpu_seconds() + children_cpu() - ours0
             stats["connections"] = connections
-            stats["gateway_cpu"] = (gateway.cpu_seconds() - cpu0) / wall
+            stats["gateway_cpu"] = (tree_cpu_seconds(gateway.proc.pid) - cpu0) / wall
             # what the rest of the machine used meanwhile, in cores (other sessions' processes share it)
             jiffy_cores = (os.cpu_count() or 1) / (total1 - total0) if total1 > total0 else 0.0
             stats["other_cpu"] = max(0.0, (busy1 - busy0) * jiffy_cores - ours / wall)
@@ -292,6 +317,7 @@ def run_overhead(quick: bool, logs: Path, pythonpath: str | None) -> dict[str, A
     sequential_errors = sum(r["errors"] + r["non_2xx"] for r in sequential["gateway"])
     result = {
         "upstream": "fake vLLM-shaped server in this file (asyncio protocol, fixed answers)",
+        "data_plane": plane,
         "profile": "default",
         "sequential_rounds": rounds,
         "sequential_seconds": seq_seconds,
@@ -319,7 +345,9 @@ def run_overhead(quick: bool, logs: Path, pythonpath: str | None) -> dict[str, A
 
 
 def print_overhead(r: dict[str, Any]) -> None:
-    table = Table(title="(a) Gateway overhead: wrk, 1 connection (sequential), median of the rounds' percentiles")
+    plane = r.get("data_plane", "python")
+    title = f"(a) Gateway overhead, --data-plane {plane}: wrk, 1 connection (sequential), median of rounds' percentiles"
+    table = Table(title=title)
     for column in ("path", "p50", "p99", "p99.9", "added p50", "added p99", "goal p99 < 2 ms"):
         table.add_column(column, justify="right")
     table.add_row("client -> server", f"{r['direct_p50_ms']:.3f} ms", f"{r['direct_p99_ms']:.3f} ms", "", "", "", "")
@@ -333,7 +361,8 @@ def print_overhead(r: dict[str, Any]) -> None:
         r["verdict_added_p99"],
     )
     console.print(table)
-    table = Table(title="(a) Max requests/s through one gateway process (wrk, 1 thread)")
+    what = "one gateway process" if plane == "python" else "Envoy (2 workers) + the picker process"
+    table = Table(title=f"(a) Max requests/s through {what} (wrk, 1 thread)")
     for column in ("connections", "req/s", "p50", "p99", "errors", "gateway CPU", "others' CPU", "goal >= 2,000"):
         table.add_column(column, justify="right")
     for t in r["throughput"]:
@@ -349,6 +378,41 @@ def print_overhead(r: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print(f"straight to the server, 64 connections: {r['direct_max_req_per_s']:,.0f} req/s")
+
+
+def choose_data_plane(python: dict[str, Any], envoy: dict[str, Any]) -> dict[str, Any]:
+    """The faster data plane: more requests/s through it, then less added p99. The verdict says whether
+    `flotilla gateway`'s default (`DEFAULT_DATA_PLANE`) is that plane."""
+    from flotilla.gateway.cli import DEFAULT_DATA_PLANE
+
+    runs = {"python": python, "envoy": envoy}
+    faster = max(runs, key=lambda k: (runs[k]["max_req_per_s"], -runs[k]["added_p99_ms"]))
+    other = "envoy" if faster == "python" else "python"
+    choice = {
+        "faster": faster,
+        "req_per_s_ratio": runs[faster]["max_req_per_s"] / max(runs[other]["max_req_per_s"], 1e-9),
+        "added_p50_ms": {k: r["added_p50_ms"] for k, r in runs.items()},
+        "added_p99_ms": {k: r["added_p99_ms"] for k, r in runs.items()},
+        "max_req_per_s": {k: r["max_req_per_s"] for k, r in runs.items()},
+        "default": DEFAULT_DATA_PLANE,
+        "verdict_default_is_faster": "PASS" if faster == DEFAULT_DATA_PLANE else "MISS",
+    }
+    table = Table(title="(a) Data planes compared: which one `flotilla gateway` uses by default")
+    for column in ("data plane", "added p50", "added p99", "max req/s", ""):
+        table.add_column(column, justify="right")
+    for name, r in runs.items():
+        mark = "faster" + (" = default" if name == DEFAULT_DATA_PLANE else " (NOT the default)")
+        table.add_row(
+            name,
+            f"{r['added_p50_ms']:.3f} ms",
+            f"{r['added_p99_ms']:.3f} ms",
+            f"{r['max_req_per_s']:,.0f}",
+            mark if name == faster else "",
+        )
+    console.print(table)
+    verdict = choice["verdict_default_is_faster"]
+    console.print(f"default data plane {DEFAULT_DATA_PLANE}: {verdict} ({faster} is {choice['req_per_s_ratio']:.2f}x)")
+    return choice
 
 
 # -- (b) the workload: summarising meeting transcripts -------------------------------------------------------
@@ -631,12 +695,12 @@ def routing_point(
         gateway.wait_http(f"http://127.0.0.1:{port}/health", lambda h: h.get("fresh_endpoints") == len(engines))
         hits0, queries0 = prefix_counters(engines)
         busy0, total0 = machine_busy()
-        cpu0 = gateway.cpu_seconds()
+        cpu0 = tree_cpu_seconds(gateway.proc.pid)
         started = time.monotonic()
         outcomes = asyncio.run(drive(f"127.0.0.1:{port}", arrivals, SPEED, drain))
         wall = time.monotonic() - started
         busy1, total1 = machine_busy()
-        gateway_cpu = (gateway.cpu_seconds() - cpu0) / wall
+        gateway_cpu = (tree_cpu_seconds(gateway.proc.pid) - cpu0) / wall
     finally:
         gateway.close()
     hits1, queries1 = prefix_counters(engines)
@@ -842,6 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-file", type=Path, help="an EndpointPickerConfig with more profiles, for --profiles")
     parser.add_argument("--rates", help="comma-separated request rates (emulated req/s) instead of the sweep's")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument(
+        "--data-planes", default="python,envoy", help="data planes for the overhead part: python, envoy or both"
+    )
     parser.add_argument("--gateway-pythonpath", help="PYTHONPATH for the overhead part's gateway (another tree)")
     parser.add_argument("--serve-fake", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -857,8 +924,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         logs = Path(tmp)
         if args.part in ("overhead", "all"):
-            key = "overhead_other_tree" if args.gateway_pythonpath else "overhead"
-            results[key] = run_overhead(args.quick, logs, args.gateway_pythonpath) | _stamp(args.quick)
+            planes = [p.strip() for p in args.data_planes.split(",") if p.strip()]
+            for plane in planes:
+                key = "overhead" if plane == "python" else f"overhead_{plane}"
+                key += "_other_tree" if args.gateway_pythonpath else ""
+                results[key] = run_overhead(args.quick, logs, args.gateway_pythonpath, plane) | _stamp(args.quick)
+            if not args.gateway_pythonpath and {"overhead", "overhead_envoy"} <= results.keys():
+                results["data_plane_choice"] = choose_data_plane(results["overhead"], results["overhead_envoy"])
         if args.part in ("routing", "all"):
             profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
             rates = [float(r) for r in args.rates.split(",")] if args.rates else None

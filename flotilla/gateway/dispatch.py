@@ -20,7 +20,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -83,6 +83,24 @@ class Target:
     timeout: float
     profile: str
     backend: Backend | None = None  # the HTTPRoute backend chosen (its header filters apply)
+
+
+class Admission:
+    """A request's place in its pools' flow control, taken by `InferenceGateway.admit`; `release()`
+    (idempotent) gives it back when the request is over."""
+
+    __slots__ = ("_flow",)
+
+    def __init__(self, flow: FlowControl | None) -> None:
+        self._flow = flow
+
+    def release(self) -> None:
+        flow, self._flow = self._flow, None
+        if flow is not None:
+            flow.release()
+
+
+NOT_ADMITTED = Admission(None)  # nothing to give back (no flow control, or not admitted yet)
 
 
 class InferenceGateway:
@@ -195,7 +213,7 @@ class InferenceGateway:
             return
         except ClientGone:
             return
-        ireq = self._inference_request(parsed, headers, target)
+        ireq = self.inference_request(parsed, headers, target)
         await self._dispatch(scope, receive, send, raw, ireq, target, received, sse=parsed.stream)
 
     async def parse(self, method: str, path: str, raw: bytes, headers: Mapping[str, str]) -> ParsedBody:
@@ -239,7 +257,7 @@ class InferenceGateway:
         profile = next((p.profile for p in pools if p.profile), self.config.profile)
         return Target(tuple(pools), tuple(endpoints.values()), mode, timeout, profile, backend)
 
-    def _inference_request(self, parsed: ParsedBody, headers: Mapping[str, str], target: Target) -> InferenceRequest:
+    def inference_request(self, parsed: ParsedBody, headers: Mapping[str, str], target: Target) -> InferenceRequest:
         name = headers.get(OBJECTIVE_HEADER)
         objective = self.topology.objective(name, (p.name for p in target.pools)) if name else None
         return InferenceRequest(
@@ -268,27 +286,12 @@ class InferenceGateway:
         series = m.model(model)
         series.requests.inc()
         series.running.inc()
-        flow, acquired, handed_over = self._flow(target), False, False
+        admission, handed_over = NOT_ADMITTED, False
         watch = DisconnectWatch(receive)
         reply: UpstreamReply | None = None
         try:
-            if not any(self.data.metrics(e.address).fresh for e in target.endpoints):
-                pools = ", ".join(p.name for p in target.pools)
-                raise GatewayError(503, f"no ready endpoint in {pools}: none answers its /metrics")
-            if flow is not None:
-                waited = self._clock()
-                tenant = ireq.headers.get(FAIRNESS_HEADER) or ireq.objective or "default"
-                try:
-                    await watch.until_left(flow.acquire(ireq, tenant, self._saturation(target)))
-                except self.scheduling.shed_errors as exc:
-                    status = int(getattr(exc, "status_code", 429))
-                    reason = getattr(exc, "reason", str(exc))
-                    raise GatewayError(
-                        status, f"flow control shed this request ({reason}); retry later", None, RETRY
-                    ) from None
-                acquired = True
-                m.flow_wait.observe(self._clock() - waited)
-            chosen, fallbacks = self._pick(ireq, target)
+            admission = await self.admit(ireq, target, watch.until_left)
+            chosen, fallbacks = self.pick(ireq, target)
             base = forward_headers(scope["headers"], {"x-request-id": ireq.request_id})
             if target.backend is not None:
                 base = _raw(modify_headers(_text(base), target.backend.request_headers))
@@ -304,13 +307,12 @@ class InferenceGateway:
                 on_retry=self.metrics.retries.inc,
                 watch=watch,
             )
-            self._record(ireq, served)
+            self.record(ireq, served)
             tracker = UsageTracker(sse or (reply.header(b"content-type") or b"").startswith(b"text/event-stream"))
 
             def done(outcome: StreamOutcome) -> None:
                 self.data.end(served)
-                if acquired and flow is not None:
-                    flow.release()
+                admission.release()
                 series.running.dec()
                 tracker.finish()
                 m.finished(
@@ -345,9 +347,34 @@ class InferenceGateway:
                 if reply is not None:  # opened, never passed through: let the model server go
                     reply.close()
                     self.data.end(served)
-                if acquired and flow is not None:
-                    flow.release()
+                admission.release()
         await response(scope, receive, send)
+
+    async def admit(
+        self, ireq: InferenceRequest, target: Target, wait: Callable[[Awaitable[None]], Awaitable[None]] | None = None
+    ) -> Admission:
+        """Let `ireq` go on to the pick, the same way on both data planes: GatewayError 503 at once when
+        no endpoint of the target is fresh; then wait in the pools' flow control while they are
+        saturated (GatewayError 429, or 503 after the longest wait, when shed). `wait` wraps the flow
+        control's wait (the front door's: cancel it when the client leaves). Release the returned
+        admission when the request is over."""
+        if not any(self.data.metrics(e.address).fresh for e in target.endpoints):
+            pools = ", ".join(p.name for p in target.pools)
+            raise GatewayError(503, f"no ready endpoint in {pools}: none answers its /metrics")
+        flow = self._flow(target)
+        if flow is None:
+            return NOT_ADMITTED
+        waited = self._clock()
+        tenant = ireq.headers.get(FAIRNESS_HEADER) or ireq.objective or "default"
+        acquire = flow.acquire(ireq, tenant, self._saturation(target))
+        try:
+            await (wait(acquire) if wait is not None else acquire)
+        except self.scheduling.shed_errors as exc:
+            status = int(getattr(exc, "status_code", 429))
+            reason = getattr(exc, "reason", str(exc))
+            raise GatewayError(status, f"flow control shed this request ({reason}); retry later", None, RETRY) from None
+        self.metrics.flow_wait.observe(self._clock() - waited)
+        return Admission(flow)
 
     def _flow(self, target: Target) -> FlowControl | None:
         """The flow controller of the target's pools (one per pool, made on first use)."""
@@ -366,7 +393,7 @@ class InferenceGateway:
             return lambda: False
         return lambda: detector.saturated(self.data.snapshot(target.endpoints))
 
-    def _pick(self, ireq: InferenceRequest, target: Target) -> tuple[EndpointSnapshot, tuple[EndpointSnapshot, ...]]:
+    def pick(self, ireq: InferenceRequest, target: Target) -> tuple[EndpointSnapshot, tuple[EndpointSnapshot, ...]]:
         s = self.scheduling
         snapshots = self.data.snapshot(target.endpoints)
         ctx = SchedulingContext(
@@ -396,7 +423,7 @@ class InferenceGateway:
             raise GatewayError(503, f"no endpoint can take this request: {result.reason}")
         return result.endpoint, result.fallbacks
 
-    def _record(self, ireq: InferenceRequest, address: str) -> None:
+    def record(self, ireq: InferenceRequest, address: str) -> None:
         s = self.scheduling
         if s.prefix is not None:
             s.prefix.record(ireq, address)

@@ -30,11 +30,9 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import parse_qsl, urlsplit
 
-from flotilla.gateway.dispatch import FAIRNESS_HEADER, RETRY, InferenceGateway, Target
+from flotilla.gateway.dispatch import Admission, InferenceGateway
 from flotilla.gateway.envoy.extproc import PickDecision
-from flotilla.gateway.policy import FlowControl
 from flotilla.gateway.requests import GatewayError
-from flotilla.gateway.scheduling.types import InferenceRequest
 
 MODELS_PATH = "/v1/models"
 CLIENT_CLOSED = 499  # nginx's code for a request that ended without a response (metrics only)
@@ -85,55 +83,32 @@ class EnvoyPicker:
         except GatewayError as exc:
             gw.metrics.requests.labels(model, model).inc()
             return self._refused(model, exc)
-        ireq = gw._inference_request(parsed, line.headers, target)
+        ireq = gw.inference_request(parsed, line.headers, target)
         gw.metrics.requests.labels(model, model).inc()
-        flow = gw._flow(target)
         try:
-            admitted = await self._admit(ireq, target, flow)
+            admission = await gw.admit(ireq, target)
         except GatewayError as exc:
             return self._refused(model, exc)
         try:
-            chosen, _fallbacks = gw._pick(ireq, target)
+            chosen, _fallbacks = gw.pick(ireq, target)
         except GatewayError as exc:
-            if admitted and flow is not None:
-                flow.release()
+            admission.release()
             return self._refused(model, exc)
-        gw._record(ireq, chosen.address)
+        gw.record(ireq, chosen.address)
         gw.data.begin(chosen.address)
         gw.metrics.running.labels(model).inc()
-        finish = partial(self._finished, chosen.address, model, flow if admitted else None, self._clock())
+        finish = partial(self._finished, chosen.address, model, admission, self._clock())
         return PickDecision.route(chosen.address, {"x-request-id": ireq.request_id}, on_finish=finish)
-
-    async def _admit(self, ireq: InferenceRequest, target: Target, flow: FlowControl | None) -> bool:
-        """503 when no endpoint is fresh; then wait in the pool's flow control (GatewayError 429/503 when
-        shed). True when a flow-control slot was taken (give it back when the request ends)."""
-        gw = self.gateway
-        if not any(gw.data.metrics(e.address).fresh for e in target.endpoints):
-            pools = ", ".join(p.name for p in target.pools)
-            raise GatewayError(503, f"no ready endpoint in {pools}: none answers its /metrics")
-        if flow is None:
-            return False
-        waited = self._clock()
-        tenant = ireq.headers.get(FAIRNESS_HEADER) or ireq.objective or "default"
-        try:
-            await flow.acquire(ireq, tenant, gw._saturation(target))
-        except gw.scheduling.shed_errors as exc:
-            status = int(getattr(exc, "status_code", 429))
-            reason = getattr(exc, "reason", str(exc))
-            raise GatewayError(status, f"flow control shed this request ({reason}); retry later", None, RETRY) from None
-        gw.metrics.flow_wait.observe(self._clock() - waited)
-        return True
 
     def _refused(self, model: str, error: GatewayError) -> PickDecision:
         self.gateway.metrics.errors.labels(model, model, str(error.status)).inc()
         return reject(error)
 
-    def _finished(self, address: str, model: str, flow: FlowControl | None, picked: float, status: int | None) -> None:
+    def _finished(self, address: str, model: str, admission: Admission, picked: float, status: int | None) -> None:
         """Envoy closed the request's stream: give back what the pick took, count the outcome."""
         gw = self.gateway
         gw.data.end(address)
-        if flow is not None:
-            flow.release()
+        admission.release()
         gw.metrics.running.labels(model).dec()
         gw.metrics.finished(
             model,
