@@ -33,9 +33,9 @@ DEFAULT_DATA_PLANE = "python"
 def gateway(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    profile: Annotated[str, typer.Option(help="Scheduling profile: default, precise-prefix, random, round-robin.")] = (
-        "default"
-    ),
+    profile: Annotated[
+        str, typer.Option(help="Scheduling profile: default, precise-prefix, llm-d, random, round-robin.")
+    ] = "default",
     profile_file: Annotated[
         Path | None,
         typer.Option("--profile-file", help="EndpointPickerConfig YAML (or a folder of them) adding profiles."),

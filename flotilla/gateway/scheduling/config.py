@@ -193,7 +193,7 @@ def builtin_profiles_dir() -> Traversable:
 def load_profiles(
     path: Path | None = None, registry: SchedulerRegistry | None = None, builtins: bool = True
 ) -> dict[str, Profile]:
-    """Profiles by name. None: the built-ins (`default`, `precise-prefix`, `random`, `round-robin`,
+    """Profiles by name. None: the built-ins (`default`, `precise-prefix`, `llm-d`, `random`, `round-robin`,
     shipped in scheduling/profiles/). A path (an EndpointPickerConfig file, or a folder: every
     `*.yaml` in it): its profiles on top of the built-ins (one of the same name replaces the built-in),
     or alone with `builtins=False`. A name defined twice within `path` is an error. Each call builds

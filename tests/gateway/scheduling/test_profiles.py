@@ -61,13 +61,18 @@ def _describe(profile: Profile) -> tuple[list[str], list[tuple[str, float]], str
 
 def test_the_built_in_profiles() -> None:
     profiles = load_profiles()
-    assert sorted(profiles) == ["default", "precise-prefix", "random", "round-robin"]
+    assert sorted(profiles) == ["default", "llm-d", "precise-prefix", "random", "round-robin"]
+    llm_d = [("queue-scorer", 2), ("kv-cache-utilization-scorer", 2), ("prefix-cache-scorer", 3)]
+    assert _describe(profiles["llm-d"]) == (["healthy-filter"], llm_d, "max-score-picker")
     assert _describe(profiles["default"]) == (
         ["healthy-filter"],
-        [("queue-scorer", 2), ("kv-cache-utilization-scorer", 2), ("prefix-cache-scorer", 3)],
+        [*llm_d, ("active-request-scorer", 2)],
         "max-score-picker",
     )
-    assert _describe(profiles["precise-prefix"])[1][2] == ("precise-prefix-cache-scorer", 3)
+    assert _describe(profiles["precise-prefix"])[1][2:] == [
+        ("precise-prefix-cache-scorer", 3),
+        ("active-request-scorer", 2),
+    ]
     assert _describe(profiles["round-robin"]) == (["healthy-filter"], [], "round-robin")
     assert _describe(profiles["random"]) == (["healthy-filter"], [], "random-picker")
     index = approximate_index_for(profiles.values())
@@ -82,12 +87,31 @@ def test_default_pick_weighs_load_and_prefix() -> None:
     endpoints = [ep("idle", 0, 0.0), ep("busy", 4, 0.5), ep("down", 0, 0.0, fresh=False)]
     pick = default.pick(context(prefix=index), request, endpoints)
     assert isinstance(pick, Pick) and pick.profile == "default"
-    # idle: 2*1 + 2*1 + 3*0 = 4; busy: 2*0 + 2*0.5 + 3*1 = 4.0 -> a tie, broken by the seeded rng
-    assert pick.scores == {"idle:8000": 4.0, "busy:8000": 4.0}
+    # idle: 2*1 + 2*1 + 3*0 + 2*1 = 6; busy: 2*0 + 2*0.5 + 3*1 + 2*1 = 6 (nothing in flight) -> a tie,
+    # broken by the seeded rng
+    assert pick.scores == {"idle:8000": 6.0, "busy:8000": 6.0}
     assert {pick.endpoint.endpoint.name, *names(pick.fallbacks)} == {"idle", "busy"}
     index.record(req(prompt="q" * 640), "idle:8000")
     pick = default.pick(context(prefix=index), req(prompt="q" * 640), endpoints)
     assert isinstance(pick, Pick) and pick.endpoint.endpoint.name == "idle" and names(pick.fallbacks) == ["busy"]
+
+
+def test_default_spreads_cold_requests_that_llm_d_would_stack_on_the_prefix_holder() -> None:
+    """Requests in flight that the scraped metrics do not show yet (no queue, little KV): llm-d's three
+    scorers follow the shared prefix to the busy endpoint; the default's active-request scorer does not."""
+    profiles = load_profiles()
+    index = ApproximatePrefixIndex()
+    index.record(req(prompt="s" * 640), "warm:8000")  # the shared system prompt: 10 blocks
+    cold = req(prompt="s" * 640 + "t" * 640)  # the system prompt and a new transcript: half the blocks hit
+    endpoints = [ep("warm", 0, 0.1, in_flight=3), ep("spare", 0, 0.0)]
+    llm_d = profiles["llm-d"].pick(context(prefix=index), cold, endpoints)
+    assert isinstance(llm_d, Pick) and llm_d.endpoint.endpoint.name == "warm"
+    # warm: 2*1 + 2*0.9 + 3*0.5 = 5.3; spare: 2*1 + 2*1 + 3*0 = 4
+    assert llm_d.scores == pytest.approx({"warm:8000": 5.3, "spare:8000": 4.0})
+    default = profiles["default"].pick(context(prefix=index), cold, endpoints)
+    assert isinstance(default, Pick) and default.endpoint.endpoint.name == "spare"
+    # the same plus the active-request scorer at weight 2: warm 5.3 + 2*0 = 5.3; spare 4 + 2*1 = 6
+    assert default.scores == pytest.approx({"warm:8000": 5.3, "spare:8000": 6.0})
 
 
 def test_no_endpoint_says_why() -> None:
@@ -143,7 +167,7 @@ schedulingProfiles:
 def test_a_custom_config_adds_profiles_and_replaces_built_ins_of_the_same_name(tmp_path: Path) -> None:
     path = _write(tmp_path, CUSTOM)
     profiles = load_profiles(path)
-    assert sorted(profiles) == ["default", "precise-prefix", "random", "round-robin", "sticky"]
+    assert sorted(profiles) == ["default", "llm-d", "precise-prefix", "random", "round-robin", "sticky"]
     sticky = profiles["sticky"]
     assert _describe(sticky) == (
         ["low-queue-filter"],
