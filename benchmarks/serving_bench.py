@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jiwer
 from rich.console import Console
 from rich.table import Table
+
+from flotilla.serving.asr.wer import word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "data" / "speech"
@@ -50,23 +51,13 @@ ASR_MODELS = ("whisper-tiny.en", "whisper-base")
 THREADS = max(1, os.cpu_count() or 1)
 console = Console(width=140)
 
-NORMALISE = jiwer.Compose(
-    [
-        jiwer.ToLowerCase(),
-        jiwer.RemovePunctuation(),
-        jiwer.RemoveMultipleSpaces(),
-        jiwer.Strip(),
-        jiwer.ReduceToListOfListOfWords(),
-    ]
-)
-
 
 def clips() -> list[tuple[Path, str]]:
     return [(wav, (wav.parent / f"{wav.stem}.txt").read_text().strip()) for wav in sorted(SPEECH.glob("*.wav"))]
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    return float(jiwer.wer(refs, hyps, reference_transform=NORMALISE, hypothesis_transform=NORMALISE))
+    return word_error_rate(refs, hyps)
 
 
 def free_port() -> int:

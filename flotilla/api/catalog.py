@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flotilla.api import apps, batch, core, gaie, gatewayapi, kueue, kueue_v1beta1, slicing
+from flotilla.api import apps, batch, core, gaie, gatewayapi, kueue, kueue_v1beta1, pipelines, slicing
 from flotilla.api.registry import Column, Kind, Registry, Version
 
 JSON = dict[str, Any]
@@ -377,6 +377,24 @@ def build_registry() -> Registry:
                     ),
                     AGE,
                     Column("DEVICE", _path("status.migUUID"), wide=True),
+                ),
+            ),
+            Kind(
+                pipelines.GROUP,
+                "Pipeline",
+                "pipelines",
+                True,
+                (Version(pipelines.VERSION, pipelines.Pipeline),),
+                ("pl",),
+                columns=(
+                    Column("TEMPLATE", _path("spec.template")),
+                    Column("PHASE", lambda o: get(o, "status.phase") or "Pending"),
+                    Column("RECORDINGS", lambda o: get(o, "status.recordingsTotal", 0) or 0),
+                    Column("TRANSCRIBED", lambda o: get(o, "status.transcribed", 0) or 0),
+                    Column("SUMMARIZED", lambda o: get(o, "status.summarized", 0) or 0),
+                    Column("FAILED", lambda o: get(o, "status.failed", 0) or 0),
+                    AGE,
+                    Column("OUTPUT", _path("spec.output"), wide=True),
                 ),
             ),
         ]

@@ -16,6 +16,9 @@ from flotilla.cli.resources import register_resource_commands
 from flotilla.cli.scale import scale
 from flotilla.cli.serve import serve_app
 from flotilla.gateway.cli import gateway
+from flotilla.loadgen.cli import bench_app
+from flotilla.pipelines.cli import pipeline_app
+from flotilla.reports.cli import report
 from flotilla.serving.asr.cli import asr_app
 
 app = typer.Typer(
@@ -31,8 +34,11 @@ app.add_typer(fault_app)
 app.command()(logs)
 app.command()(scale)
 app.add_typer(asr_app)
+app.add_typer(bench_app)
 app.add_typer(serve_app)
 app.command()(gateway)
+app.command()(report)
+app.add_typer(pipeline_app)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from flotilla.api.catalog import build_registry
+from flotilla.pipelines.controller import PipelineController
 from flotilla.queue.controller import Policy, QueueController
 from flotilla.queue.types import QueueConfig
 from flotilla.runtime.config import RuntimeConfig
@@ -48,7 +49,8 @@ def free_port(host: str = DEFAULT_HOST) -> int:
 @dataclass
 class ControlPlane:
     """The store, the resource service, the queue controller, the runtime (GPU backend, pod
-    scheduler, slicer, process runner), the health monitor and the HTTP app, wired together.
+    scheduler, slicer, process runner), the health monitor, the pipeline controller and the HTTP app,
+    wired together.
 
     `queue_config` configures admission (Kueue semantics); `queue_policy` replaces the admission
     policy (default: flotilla.queue.cycle.schedule, imported when the controller starts).
@@ -101,6 +103,9 @@ class ControlPlane:
         self._thread: threading.Thread | None = None
         self._gateway_server: uvicorn.Server | None = None
         self._gateway_thread: threading.Thread | None = None
+        self.pipelines: PipelineController | None = None
+        if self.runtime_controller is not None:
+            self.pipelines = PipelineController(self.service, lambda: self.gateway_url)
 
     @property
     def url(self) -> str:
@@ -185,6 +190,8 @@ class ControlPlane:
             self.runtime_controller.start()
         if self.health is not None:
             threading.Thread(target=self._start_health, name="flotilla-health-start", daemon=True).start()
+        if self.pipelines is not None:
+            self.pipelines.start()
 
     def _start_health(self) -> None:
         while self._server is not None and not self._server.started:
@@ -197,6 +204,8 @@ class ControlPlane:
     def _stop_controllers(self) -> None:
         """The controllers stop; the processes of running pods stop too (a local runtime has no
         node to outlive it on; after a crash, a restart finds them again)."""
+        if self.pipelines is not None:
+            self.pipelines.stop()
         if self.health is not None:
             self.health.stop()
         if self.runtime_controller is not None:

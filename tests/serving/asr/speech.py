@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jiwer
+from flotilla.serving.asr.wer import word_error_rate
 
 SPEECH = Path(__file__).resolve().parents[2] / "data" / "speech"
 WAV_CLIPS = sorted(SPEECH.glob("*.wav"))
-
-# Case and punctuation do not count: Whisper writes "Good morning, everyone." for "good morning everyone".
-NORMALISE = jiwer.Compose(
-    [
-        jiwer.ToLowerCase(),
-        jiwer.RemovePunctuation(),
-        jiwer.RemoveMultipleSpaces(),
-        jiwer.Strip(),
-        jiwer.ReduceToListOfListOfWords(),
-    ]
-)
 
 
 def reference(clip: Path) -> str:
@@ -27,8 +16,8 @@ def reference(clip: Path) -> str:
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus word error rate after NORMALISE."""
-    return float(jiwer.wer(references, hypotheses, reference_transform=NORMALISE, hypothesis_transform=NORMALISE))
+    """Corpus word error rate; case and punctuation do not count (Whisper writes "Good morning, everyone.")."""
+    return word_error_rate(references, hypotheses)
 
 
 def truncated_wav(directory: Path) -> Path:
