@@ -1,12 +1,19 @@
-"""`make demo` / `flotilla demo`: the workflow on embedded defaults.
+"""`make demo` / `flotilla demo`: the speech-to-summary workflow end to end on embedded defaults.
 
-At this stage the demo starts the control plane as a real background process on emulated GPUs
-(1 node x 2 A100-40GB), applies the project's demo manifests (the study's Kueue setup and its DAS
-variant of the Whisper Jobs: 1g.5gb slices for whisper-medium, 3g.20gb for whisper-large) with
-`flotilla apply`, waits until the queue has admitted the Jobs and the runtime has carved a MIG
-slice for each pod, shows them with `flotilla get`, and stops the server. The pods run the real
-transcriber (`flotilla asr transcribe`); the recordings and the stage that feeds them come with
-the speech-to-summary workflow, which later extends the demo end to end.
+The demo starts the control plane as a real background process (`flotilla up`) on emulated GPUs
+(1 node x 2 A100-40GB, sliced on demand as the Dynamic Accelerator Slicer does) with its inference
+gateway, and runs the speech-to-summary Pipeline on the meeting recordings Flotilla ships
+(flotilla/examples/recordings, spoken by espeak-ng, with reference texts):
+
+- stage 1: one Whisper (tiny.en) Job per recording, queued by Kueue-style admission and run on its
+  own `nvidia.com/mig-1g.5gb` slice;
+- stage 2: each transcript summarized by SmolLM2-135M, two llama.cpp replicas behind the gateway's
+  endpoint picker, with a shared system prompt and one session per recording.
+
+It shows both stages live, then a table per recording (queue wait, transcription time, word error
+rate, time to first token, summary length), the objects in the control plane, and where the
+transcripts, summaries and report are. `demo_manifests()` are the study's own Kueue and Whisper Job
+manifests (DAS variant), kept as examples for `flotilla apply`.
 """
 
 from __future__ import annotations
@@ -18,11 +25,9 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from flotilla.server.runner import free_port
 
@@ -52,52 +57,6 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError(f"the control plane did not become ready at {url} within {timeout:.0f}s")
 
 
-def _wait_admitted(url: str, namespace: str, expected: int, timeout: float = 15.0) -> int:
-    """Wait until the queue controller has reserved quota for `expected` workloads; return how many."""
-    deadline = time.monotonic() + timeout
-    admitted = 0
-    while time.monotonic() < deadline:
-        items = httpx.get(f"{url}/apis/kueue.x-k8s.io/v1beta2/namespaces/{namespace}/workloads", timeout=5).json()
-        admitted = sum(
-            1
-            for wl in items.get("items", [])
-            for c in (wl.get("status") or {}).get("conditions") or []
-            if c.get("type") == "QuotaReserved" and c.get("status") == "True"
-        )
-        if admitted >= expected:
-            break
-        time.sleep(0.1)
-    return admitted
-
-
-def _wait_placed(url: str, namespace: str, expected: int, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
-    """Watch AllocationClaims (MIG slices) in `namespace` until `expected` pods got one; return
-    each pod's claim as first seen created or in use (they go when the pod ends)."""
-    deadline = time.monotonic() + timeout
-    seen: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline and len(seen) < expected:
-        items = httpx.get(
-            f"{url}/apis/inference.redhat.com/v1alpha1/namespaces/{namespace}/allocationclaims", timeout=5
-        ).json()
-        for c in items.get("items", []):
-            if (c.get("status") or {}).get("state") in ("created", "inUse"):
-                seen.setdefault(c["spec"]["podRef"]["name"], c)
-        time.sleep(0.05)
-    return seen
-
-
-def _print_claims(claims: dict[str, dict[str, Any]]) -> None:
-    table = Table(title="MIG slices carved for the pods (AllocationClaims, as they were when created)")
-    for column in ("JOB", "PROFILE", "GPU", "SLOTS"):
-        table.add_column(column, no_wrap=True)
-    for pod, c in sorted(claims.items()):
-        start, size = c["spec"]["migPlacement"]["start"], c["spec"]["migPlacement"]["size"]
-        slots = f"{start}-{start + size - 1}" if size > 1 else str(start)
-        job = pod.rsplit("-", 2)[0]  # <job>-<index>-<suffix>
-        table.add_row(job, c["spec"]["profile"], c["spec"]["gpuUUID"][:12], slots)
-    console.print(table)
-
-
 def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
     shown = " ".join(["flotilla", *argv[3:]])
     console.print(f"\n[bold cyan]$ {shown}[/]")
@@ -109,71 +68,78 @@ def _step(title: str, argv: list[str], env: dict[str, str]) -> int:
 
 def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
     """Run the demo; returns a process exit code."""
+    from flotilla.client import FlotillaClient
+    from flotilla.pipelines.cli import build_pipeline, print_outcome, submit_and_follow
+    from flotilla.pipelines.recordings import demo_recordings
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="flotilla-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "speech-to-summary"
     env = {**os.environ, "FLOTILLA_SERVER": url}
-    console.rule("[bold]Flotilla demo: the study's batch-stage setup on the embedded control plane")
+    console.rule("[bold]Flotilla demo: speech-to-summary on the embedded control plane")
     console.print(f"State: {workdir}   API: {url}")
-    log = (workdir / "controlplane.log").open("wb") if workdir.exists() else None
+    log = (workdir / "controlplane.log").open("wb")
     server = subprocess.Popen(
         _flotilla(
             "up",
-            *("--port", str(port), "--data-dir", str(workdir), "--log-level", "warning"),
+            *("--port", str(port), "--data-dir", str(workdir / "state"), "--log-level", "warning"),
             *("--gpu-backend", "emulated", "--gpus", "1x2xA100-40GB", "--gateway-port", str(free_port())),
         ),
-        stdout=log or subprocess.DEVNULL,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         _wait_ready(url, server)
-        console.print(f"[green]control plane ready[/] (pid {server.pid})")
-        if _step("apply", _flotilla("apply", "-f", str(demo_manifests())), env) != 0:
-            return 1
-        admitted = _wait_admitted(url, "whisper", expected=4)
-        if admitted < 4:
-            raise RuntimeError(f"the queue controller admitted {admitted} of 4 workloads within 15 s")
-        console.print(f"\n[green]queue controller admitted {admitted} of 4 workloads[/]")
-        claims = _wait_placed(url, "whisper", expected=4)
-        if len(claims) < 4:
-            raise RuntimeError(f"the runtime placed {len(claims)} of 4 pods on MIG slices within 30 s")
-        console.print(f"[green]runtime carved {len(claims)} MIG slices, one per pod[/]\n")
-        _print_claims(claims)
+        console.print(f"[green]control plane ready[/] (pid {server.pid}): 1 node x 2 emulated A100-40GB, gateway on")
+        pipeline = build_pipeline(
+            "demo",
+            "speech",
+            demo_recordings(),
+            out,
+            asr_model="whisper-tiny.en",
+            llm_model="smollm2-135m",
+            slices="mig-1g.5gb",
+            queue="asr",
+            replicas=2,
+            backoff_limit=2,
+        )
+        console.print(f"recordings: {demo_recordings()}\n")
+        final = submit_and_follow(FlotillaClient(url), pipeline, timeout=900)
+        print_outcome(final)
         steps = [
-            ("flavors", _flotilla("get", "resourceflavors")),
-            ("cluster queues", _flotilla("get", "cq", "-o", "wide")),
-            ("local queues", _flotilla("get", "lq", "-n", "whisper")),
-            ("jobs", _flotilla("get", "jobs", "-n", "whisper", "-o", "wide")),
-            ("workloads", _flotilla("get", "workloads", "-n", "whisper")),
+            ("pipelines", _flotilla("get", "pipelines", "-n", "speech")),
+            ("jobs", _flotilla("get", "jobs", "-n", "speech", "-o", "wide")),
+            ("queues", _flotilla("get", "cq")),
+            ("replicas", _flotilla("get", "deployments,inferencepools", "-n", "speech")),
             ("nodes", _flotilla("get", "nodes")),
-            ("pods", _flotilla("get", "pods", "-n", "whisper")),
         ]
         for title, argv in steps:
             if _step(title, argv, env) != 0:
                 return 1
-        console.print(
-            "\n[bold green]Done.[/] Kueue-style admission reserved quota for the Whisper Jobs above, and the\n"
-            "runtime placed each pod on its own MIG slice of the emulated A100s (first-fit, as DAS does).\n"
-            "The pods run the real transcriber (`flotilla asr transcribe`) on /data/recording-N.wav; the\n"
-            "recordings and the pipeline stage that puts them there come with the speech-to-summary workflow,\n"
-            "so for now they exit with an error (`flotilla logs job/NAME -n whisper` shows it)."
-        )
+        ok = (final.get("status") or {}).get("phase") == "Succeeded"
+        report = out / "run" / "report.html"
+        where = report if report.exists() else out / "run"
+        verdict = "[bold green]Done.[/]" if ok else "[bold red]Finished with failures.[/]"
+        console.print(f"\n{verdict} Each recording was transcribed by a queued Whisper Job on its own MIG slice")
+        console.print("and summarized by the LLM replicas behind the gateway.")
+        console.print(f"Report: {where}  (no dashboard yet: the report is the view of this run)")
         if keep:
             console.print(f"The control plane keeps running at {url} (pid {server.pid}); stop it with Ctrl-C.")
             server.wait()
-        return 0
-    except RuntimeError as exc:
+        return 0 if ok else 1
+    except (RuntimeError, TimeoutError, ValueError) as exc:
         console.print(f"[red]demo failed: {exc}[/]  (log: {workdir / 'controlplane.log'})")
         return 1
     finally:
         if server.poll() is None:
             server.terminate()
             try:
-                server.wait(10)
+                server.wait(15)
             except subprocess.TimeoutExpired:
                 server.kill()
-        if log:
-            log.close()
+        log.close()
         console.print("control plane stopped")
 
 

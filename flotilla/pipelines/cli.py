@@ -229,9 +229,12 @@ def follow(client: FlotillaClient, kind: Any, name: str, namespace: str, uid: st
             progress.update(summarize, total=total, completed=status.get("summarized") or 0)
             live.update(_view(progress, status))
             if status.get("phase") in ("Succeeded", "Failed"):
-                return obj
+                break
             time.sleep(0.5)
-    raise TimeoutError(f"pipeline {namespace}/{name} did not finish within {timeout:g} s")
+        else:
+            raise TimeoutError(f"pipeline {namespace}/{name} did not finish within {timeout:g} s")
+    console.print()
+    return obj
 
 
 def _view(progress: Any, status: JSON) -> Any:
@@ -254,13 +257,13 @@ def print_outcome(obj: JSON) -> None:
     summary_file = run_dir / "summary.json"
     if summary_file.is_file():
         items = json.loads(summary_file.read_text()).get("items") or []
-    table = Table(title=f"speech-to-summary: {status.get('phase')} ({status.get('message') or ''})")
-    columns = ("recording", "state", "queue wait", "transcription", "WER", "TTFT", "summary", "replica")
+    table = Table(title=f"speech-to-summary: {status.get('phase')} ({status.get('message') or ''})", box=None)
+    columns = ("RECORDING", "STATE", "QUEUE WAIT", "TRANSCRIBE", "WER", "TTFT", "SUMMARY")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("recording", "state", "replica") else "right")
+        table.add_column(column, justify="left" if column in ("RECORDING", "STATE") else "right", no_wrap=True)
 
     def secs(v: Any) -> str:
-        return "-" if v is None else f"{v:.2f} s"
+        return "-" if v is None else f"{v:.2f}s"
 
     for i in items:
         table.add_row(
@@ -271,7 +274,6 @@ def print_outcome(obj: JSON) -> None:
             "-" if i.get("wer") is None else f"{i['wer']:.1%}",
             secs(i.get("ttft_s")),
             "-" if i.get("summary_words") is None else f"{i['summary_words']} words",
-            i.get("replica") or "-",
         )
     console.print(table)
     output = Path(obj["spec"]["output"])

@@ -175,6 +175,13 @@ def test_up_serves_on_loopback_and_keeps_state_across_restarts(tmp_path: Path) -
 
 
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo`: the shipped recordings through both stages, the table, the report, a clean stop."""
     assert run_demo(data_dir=tmp_path) == 0
     out = capsys.readouterr().out
     assert "control plane ready" in out and "control plane stopped" in out
+    assert "Succeeded (4 of 4 recordings summarized)" in out
+    for column in ("QUEUE WAIT", "TRANSCRIBE", "WER", "TTFT", "SUMMARY"):
+        assert column in out
+    run = tmp_path / "speech-to-summary" / "run"
+    assert (run / "report.html").is_file() and (run / "summary.json").is_file()
+    assert len(list((tmp_path / "speech-to-summary" / "summaries").glob("*.md"))) == 4
