@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from flotilla.api.catalog import build_registry
 from flotilla.client import FlotillaClient
 from flotilla.pipelines import recordings
 from flotilla.pipelines.cli import build_pipeline, submit_and_follow
@@ -111,3 +117,76 @@ def test_a_recording_that_cannot_be_transcribed_is_retried_then_reported(plane: 
     (job,) = run_dir.records(JobRecord)
     assert job.status == "failed" and job.attempts == 2 and job.message
     assert not (out / "summaries" / "broken.json").exists()
+
+
+def test_kill_9_of_the_control_plane_mid_run_loses_nothing(tmp_path: Path) -> None:
+    """`flotilla up` killed with SIGKILL while Jobs run; restarted on the same state, the pipeline
+    finishes every recording once, with the run's records intact."""
+    port, gateway = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "flotilla", "up", "--port", str(port), "--data-dir", str(tmp_path / "state")]
+    argv += ["--gateway-port", str(gateway), "--gpus", "1x2xA100-40GB", "--gpu-backend", "emulated"]
+    argv += ["--log-level", "warning"]
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=0.5).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("flotilla up did not become ready")
+
+    def status() -> dict[str, Any]:
+        obj = httpx.get(f"{url}/apis/flotilla.dev/v1alpha1/namespaces/speech/pipelines/crash").json()
+        return dict(obj.get("status") or {})
+
+    audio, out = tmp_path / "audio", tmp_path / "out"
+    audio.mkdir()
+    for path in shortest(3):
+        shutil.copy(path, audio / path.name)
+    obj = build_pipeline("crash", "speech", audio, out, "whisper-tiny.en", "smollm2-135m", "mig-1g.5gb", "asr", 2, 2)
+    proc = start()
+    try:
+        client = FlotillaClient(url)
+        client.create(
+            client_kind("namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "speech"}}
+        )
+        client.create(client_kind("pipelines"), obj, "speech")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            r.get("state") in ("Running", "Summarizing") for r in status().get("recordings") or []
+        ):
+            time.sleep(0.1)
+        before = status()
+        assert before.get("phase") == "Running", before
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc = start()
+        final = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            final = status()
+            if final.get("phase") in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.25)
+        assert final is not None and final.get("phase") == "Succeeded", final
+        assert final["runId"] == before["runId"]  # the same run, resumed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    run_dir = RunDir(out / "run")
+    assert run_dir.info().status == "succeeded"
+    items = run_dir.summary()["items"]
+    assert [i["state"] for i in items] == ["Done"] * 3
+    for item in items:
+        stem = Path(item["recording"]).stem
+        assert recordings.transcript(out, stem) and recordings.summary(out, stem)
+    assert {r.item for r in run_dir.records(RequestRecord) if r.status == 200} == {i["recording"] for i in items}
+    assert not list(out.rglob(".*.tmp"))  # no half-written output left behind
+
+
+def client_kind(plural: str) -> Any:
+    return build_registry().resolve(plural)
