@@ -101,7 +101,7 @@ def run_demo(keep: bool = False, data_dir: Path | None = None) -> int:
             asr_model="whisper-tiny.en",
             llm_model="smollm2-135m",
             slices="mig-1g.5gb",
-            queue="asr",
+            queue=None,
             replicas=2,
             backoff_limit=2,
         )

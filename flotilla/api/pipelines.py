@@ -12,7 +12,7 @@ by LLM replicas behind the inference gateway (`spec.summarize`); outputs go unde
       template: speech-to-summary
       audio: /srv/recordings              # absolute paths: the control plane reads and writes them
       output: /srv/meetings-out
-      transcribe: {model: whisper-tiny.en, slices: mig-1g.5gb, queue: asr, backoffLimit: 2}
+      transcribe: {model: whisper-tiny.en, slices: mig-1g.5gb, backoffLimit: 2}
       summarize: {model: smollm2-135m, replicas: 2, maxTokens: 160}
 
 `status` says how far it got: `phase` (Pending, Running, Succeeded, Failed), counts per stage, and
@@ -49,10 +49,19 @@ class TranscribeStage(KubeModel):
 
     model: str = "whisper-tiny.en"
     slices: SliceChoice = "mig-1g.5gb"  # what each Job asks for: a MIG slice, a whole GPU, or none (CPU)
-    queue: str = "asr"  # LocalQueue in the pipeline's namespace (created, with a ClusterQueue, if absent)
+    # LocalQueue in the pipeline's namespace (created, with a ClusterQueue, if absent); default
+    # `asr-<slices>` (asr-mig-1g-5gb), one per slice choice, since a queue covers given resources only
+    queue: str | None = None
     backoffLimit: int = Field(default=2, ge=0, le=20)
     cpu: str = "500m"
     memory: str = "1Gi"
+
+
+def queue_name(stage: TranscribeStage) -> str:
+    """The LocalQueue the transcription Jobs go to."""
+    if stage.queue:
+        return stage.queue
+    return "asr-" + "".join(c if c.isalnum() else "-" for c in stage.slices.lower())
 
 
 class SummarizeStage(KubeModel):
@@ -63,6 +72,7 @@ class SummarizeStage(KubeModel):
     maxTokens: int = Field(default=160, ge=16, le=4096)
     systemPrompt: str = DEFAULT_SYSTEM_PROMPT
     gateway: str | None = None  # the gateway's URL (default: the control plane's own gateway)
+    profile: str | None = None  # the gateway's scheduling profile for this pool (default: the gateway's)
     timeoutSeconds: float = Field(default=600.0, gt=0)  # per summary, waiting for replicas included
 
 

@@ -47,9 +47,10 @@ def build_pipeline(
     asr_model: str,
     llm_model: str,
     slices: str,
-    queue: str,
+    queue: str | None,
     replicas: int,
     backoff_limit: int,
+    profile: str | None = None,
 ) -> JSON:
     """The Pipeline object the flags describe (validated; ValueError names the flag)."""
     from pydantic import ValidationError
@@ -65,7 +66,7 @@ def build_pipeline(
             "audio": str(audio.expanduser().resolve()),
             "output": str(out.expanduser().resolve()),
             "transcribe": {"model": asr_model, "slices": slices, "queue": queue, "backoffLimit": backoff_limit},
-            "summarize": {"model": llm_model, "replicas": replicas},
+            "summarize": {"model": llm_model, "replicas": replicas, "profile": profile},
         },
     }
     flags = {"transcribe.slices": "--slices", "transcribe.backoffLimit": "--backoff-limit"}
@@ -112,7 +113,12 @@ def run(
     slices: Annotated[
         str, typer.Option(help="What each transcription Job asks for: mig-1g.5gb, mig-3g.20gb, whole-gpu, none.")
     ] = "mig-1g.5gb",
-    queue: Annotated[str, typer.Option(help="LocalQueue of the Jobs (created if absent).")] = "asr",
+    queue: Annotated[
+        str | None, typer.Option(help="LocalQueue of the Jobs (created if absent; default asr-<slices>).")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--routing-profile", help="The gateway's scheduling profile for the replicas.")
+    ] = None,
     replicas: Annotated[int, typer.Option(help="LLM replicas behind the gateway.")] = 2,
     backoff_limit: Annotated[int, typer.Option("--backoff-limit", help="Retries of a failed Job.")] = 2,
     server: Annotated[str | None, typer.Option(help="Control plane URL (default: $FLOTILLA_SERVER or local).")] = None,
@@ -130,7 +136,7 @@ def run(
             raise ValueError("give --audio DIR and --out DIR (or -f pipeline.yaml)")
         else:
             obj = build_pipeline(
-                name, namespace, audio, out, asr_model, llm_model, slices, queue, replicas, backoff_limit
+                name, namespace, audio, out, asr_model, llm_model, slices, queue, replicas, backoff_limit, profile
             )
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)

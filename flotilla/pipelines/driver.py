@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flotilla.api.pipelines import PipelineSpec, RecordingStatus
+from flotilla.api.pipelines import PipelineSpec, RecordingStatus, queue_name
 from flotilla.pipelines import manifests, recordings
 from flotilla.pipelines.recordings import RUN, SUMMARIES, TRANSCRIPTS, Recording
 from flotilla.pipelines.summarize import SummaryResult, summarize, write_summary
@@ -113,6 +113,7 @@ class SpeechToSummary:
         self._started = False
         self.done = False
         self._last_status: JSON | None = None
+        self._cluster_queue = ""
         self._resumed = (pipeline.get("status") or {}).get("runId") == self.run_id
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -215,7 +216,7 @@ class SpeechToSummary:
     def _ensure_queue(self) -> None:
         """The LocalQueue (and a ClusterQueue and ResourceFlavor for it) unless the queue exists."""
         try:
-            self.service.get(self._k["localqueues"], self.spec.transcribe.queue, self.namespace)
+            self.service.get(self._k["localqueues"], queue_name(self.spec.transcribe), self.namespace)
             return
         except NotFound:
             pass
@@ -225,8 +226,24 @@ class SpeechToSummary:
             self._create_if_absent(obj)
 
     def _ensure_llm(self) -> None:
-        for obj in manifests.llm_objects(self.spec, self.namespace):
+        """The model's Deployment and InferencePool: created if absent; an existing Deployment is scaled
+        to `spec.summarize.replicas`, an existing pool gets `spec.summarize.profile`."""
+        deployment, pool = manifests.llm_objects(self.spec, self.namespace)
+        for obj in (deployment, pool):
             self._create_if_absent(obj)
+        name = deployment["metadata"]["name"]
+        with contextlib.suppress(NotFound):
+            current = self.service.get(self._k["deployments"], name, self.namespace)
+            if (current.get("spec") or {}).get("replicas") != self.spec.summarize.replicas:
+                scale: JSON = {"spec": {"replicas": self.spec.summarize.replicas}}
+                self.service.patch(self._k["deployments"], name, self.namespace, scale)
+        with contextlib.suppress(NotFound):
+            current = self.service.get(self._k["inferencepools"], name, self.namespace)
+            wanted = manifests.pool_annotations(self.spec)
+            have = current["metadata"].get("annotations") or {}
+            if any(have.get(k) != v for k, v in wanted.items()):
+                annotate: JSON = {"metadata": {"annotations": wanted}}
+                self.service.patch(self._k["inferencepools"], name, self.namespace, annotate)
 
     # -- moving recordings on -------------------------------------------------------------------
     def _advance(self) -> dict[str, RecordingStatus]:
@@ -266,7 +283,8 @@ class SpeechToSummary:
             self._observe(name, job, workloads.get(job["metadata"].get("uid")), pods.get(name, []), claims)
         text = recordings.transcript(self.output, rec.stem)
         if text is None:
-            return self._transcription_state(rec, name, job, pods.get(name, []))
+            workload = workloads.get(job["metadata"].get("uid")) if job is not None else None
+            return self._transcription_state(rec, name, job, pods.get(name, []), workload)
         if recordings.summary(self.output, rec.stem) is not None:
             self._futures.pop(rec.name, None)
             return RecordingStatus(name=rec.name, state="Done", job=name, attempts=_attempts(job))
@@ -284,7 +302,7 @@ class SpeechToSummary:
         return RecordingStatus(name=rec.name, state="Summarizing", job=name, attempts=_attempts(job))
 
     def _transcription_state(
-        self, rec: Recording, name: str, job: JSON | None, job_pods: list[JSON]
+        self, rec: Recording, name: str, job: JSON | None, job_pods: list[JSON], workload: JSON | None = None
     ) -> RecordingStatus:
         if job is not None and (job["metadata"].get("labels") or {}).get(manifests.RUN_LABEL) != self.run_id:
             with contextlib.suppress(NotFound):  # an earlier run's Job: this run makes its own
@@ -314,7 +332,9 @@ class SpeechToSummary:
                 name=rec.name, state="Failed", job=name, attempts=attempts, message=_failure(message, job_pods)
             )
         running = any((p.get("status") or {}).get("phase") == "Running" for p in job_pods)
-        return RecordingStatus(name=rec.name, state="Running" if running else "Queued", job=name, attempts=attempts)
+        if running:
+            return RecordingStatus(name=rec.name, state="Running", job=name, attempts=attempts)
+        return RecordingStatus(name=rec.name, state="Queued", job=name, attempts=attempts, message=_waiting(workload))
 
     def _owner(self) -> JSON:
         return {
@@ -399,8 +419,8 @@ class SpeechToSummary:
     # -- records and status ----------------------------------------------------------------------
     def _sample_queue(self) -> None:
         try:
-            lq = self.service.get(self._k["localqueues"], self.spec.transcribe.queue, self.namespace)
-            cq_name = lq["spec"]["clusterQueue"]
+            lq = self.service.get(self._k["localqueues"], queue_name(self.spec.transcribe), self.namespace)
+            cq_name = self._cluster_queue = lq["spec"]["clusterQueue"]
             cq = self.service.get(self._k["clusterqueues"], cq_name)
         except (NotFound, KeyError):
             return
@@ -428,8 +448,8 @@ class SpeechToSummary:
             out.append(
                 JobRecord(
                     name=f"{self.namespace}/{name}",
-                    queue=self.spec.transcribe.queue,
-                    cluster_queue=f"{manifests.CLUSTER_QUEUE}-{manifests.slug(self.spec.transcribe.slices)}",
+                    queue=queue_name(self.spec.transcribe),
+                    cluster_queue=self._cluster_queue,
                     item=rec.name,
                     created_at=obs.created_at,
                     admitted_at=obs.admitted_at,
@@ -556,6 +576,8 @@ _KINDS = (
     "localqueues",
     "clusterqueues",
     "pipelines",
+    "deployments",
+    "inferencepools",
 )
 
 
@@ -572,6 +594,14 @@ def _quota_reserved(workload: JSON) -> bool:
         c.get("type") in ("QuotaReserved", "Admitted") and c.get("status") == "True"
         for c in (workload.get("status") or {}).get("conditions") or []
     )
+
+
+def _waiting(workload: JSON | None) -> str | None:
+    """Why Kueue has not admitted the Job's Workload yet (its QuotaReserved=False message)."""
+    for c in ((workload or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "QuotaReserved" and c.get("status") == "False" and c.get("message"):
+            return f"waiting for quota: {c['message']}"
+    return None
 
 
 def _failure(message: str, job_pods: list[JSON]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flotilla.api.batch import QUEUE_NAME_LABEL
-from flotilla.api.pipelines import PipelineSpec, SliceChoice
+from flotilla.api.pipelines import PipelineSpec, SliceChoice, queue_name
 
 JSON = dict[str, Any]
 FLAVOR = "flotilla-gpu"
@@ -28,6 +28,7 @@ PIPELINE_LABEL = "flotilla.dev/pipeline"
 RUN_LABEL = "flotilla.dev/pipeline-run"
 RECORDING_ANNOTATION = "flotilla.dev/recording"
 MODELS_ANNOTATION = "flotilla.dev/models"
+PROFILE_ANNOTATION = "flotilla.dev/scheduling-profile"
 LLM_PORT = 8000
 MAX_NAME = 63
 
@@ -101,7 +102,7 @@ def queue_objects(spec: PipelineSpec, namespace: str, nodes: Sequence[Mapping[st
     local_queue: JSON = {
         "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "LocalQueue",
-        "metadata": {"name": spec.transcribe.queue, "namespace": namespace},
+        "metadata": {"name": queue_name(spec.transcribe), "namespace": namespace},
         "spec": {"clusterQueue": cluster_queue["metadata"]["name"]},
     }
     return [flavor, cluster_queue, local_queue]
@@ -134,7 +135,11 @@ def transcription_job(
         "metadata": {
             "name": job_name(pipeline, recording.name),
             "namespace": namespace,
-            "labels": {QUEUE_NAME_LABEL: stage.queue, PIPELINE_LABEL: slug(pipeline, 63), RUN_LABEL: run_id},
+            "labels": {
+                QUEUE_NAME_LABEL: queue_name(stage),
+                PIPELINE_LABEL: slug(pipeline, 63),
+                RUN_LABEL: run_id,
+            },
             "annotations": {RECORDING_ANNOTATION: recording.name},
         },
         "spec": {
@@ -155,6 +160,14 @@ def transcription_job(
             },
         },
     }
+
+
+def pool_annotations(spec: PipelineSpec) -> dict[str, str]:
+    """The InferencePool's annotations: the model it serves, and the routing profile when one is set."""
+    annotations = {MODELS_ANNOTATION: spec.summarize.model}
+    if spec.summarize.profile:
+        annotations[PROFILE_ANNOTATION] = spec.summarize.profile
+    return annotations
 
 
 def llm_objects(spec: PipelineSpec, namespace: str) -> list[JSON]:
@@ -192,7 +205,7 @@ def llm_objects(spec: PipelineSpec, namespace: str) -> list[JSON]:
     pool: JSON = {
         "apiVersion": "inference.networking.k8s.io/v1",
         "kind": "InferencePool",
-        "metadata": {"name": name, "namespace": namespace, "annotations": {MODELS_ANNOTATION: stage.model}},
+        "metadata": {"name": name, "namespace": namespace, "annotations": pool_annotations(spec)},
         "spec": {"selector": {"matchLabels": labels}, "targetPorts": [{"number": LLM_PORT}]},
     }
     return [deployment, pool]

@@ -34,7 +34,7 @@ def test_the_queue_quota_is_what_the_nodes_can_hold() -> None:
     quotas = {r["name"]: r["nominalQuota"] for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}
     assert quotas["nvidia.com/mig-1g.5gb"] == "21"
     assert cq["spec"]["resourceGroups"][0]["coveredResources"] == list(quotas)
-    assert lq["metadata"] == {"name": "asr", "namespace": "speech"}
+    assert lq["metadata"] == {"name": "asr-mig-1g-5gb", "namespace": "speech"}
     assert lq["spec"]["clusterQueue"] == cq["metadata"]["name"]
     cpu_only = PipelineSpec(audio="/a", output="/o", transcribe={"slices": "none"})
     flavor, cq, _ = manifests.queue_objects(cpu_only, "speech", nodes)
@@ -44,7 +44,7 @@ def test_the_queue_quota_is_what_the_nodes_can_hold() -> None:
 def test_a_transcription_job_asks_for_its_slice_and_mounts_its_folders_at_their_own_paths() -> None:
     job = manifests.transcription_job("meetings", "speech", "run1", SPEC, Path("/srv/audio/a.flac"), Path("/srv/out/t"))
     labels = job["metadata"]["labels"]
-    assert labels["kueue.x-k8s.io/queue-name"] == "asr" and labels[manifests.RUN_LABEL] == "run1"
+    assert labels["kueue.x-k8s.io/queue-name"] == "asr-mig-1g-5gb" and labels[manifests.RUN_LABEL] == "run1"
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["command"] == ["flotilla", "asr", "transcribe"]
@@ -80,6 +80,10 @@ def test_the_llm_replicas_are_a_deployment_and_its_inference_pool() -> None:
     assert pool["metadata"]["annotations"][manifests.MODELS_ANNOTATION] == "smollm2-135m"
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--host") + 1] == "$(POD_IP)"
+    assert manifests.PROFILE_ANNOTATION not in pool["metadata"]["annotations"]  # the gateway's own profile
+    routed = PipelineSpec(audio="/a", output="/o", summarize={"profile": "round-robin"})
+    _, pool = manifests.llm_objects(routed, "speech")
+    assert pool["metadata"]["annotations"][manifests.PROFILE_ANNOTATION] == "round-robin"
 
 
 def test_a_pipeline_spec_names_what_is_wrong() -> None:

@@ -52,7 +52,7 @@ def shortest(n: int) -> list[Path]:
 
 
 def run(plane: ControlPlane, audio: Path, out: Path, name: str, **flags: Any) -> dict[str, Any]:
-    options = {"asr_model": "whisper-tiny.en", "llm_model": "smollm2-135m", "slices": "mig-1g.5gb", "queue": "asr"}
+    options = {"asr_model": "whisper-tiny.en", "llm_model": "smollm2-135m", "slices": "mig-1g.5gb", "queue": None}
     options |= {"replicas": 2, "backoff_limit": 2} | flags
     obj = build_pipeline(name, "speech", audio, out, **options)
     return submit_and_follow(FlotillaClient(plane.url), obj, timeout=300)
@@ -147,7 +147,7 @@ def test_kill_9_of_the_control_plane_mid_run_loses_nothing(tmp_path: Path) -> No
     audio.mkdir()
     for path in shortest(3):
         shutil.copy(path, audio / path.name)
-    obj = build_pipeline("crash", "speech", audio, out, "whisper-tiny.en", "smollm2-135m", "mig-1g.5gb", "asr", 2, 2)
+    obj = build_pipeline("crash", "speech", audio, out, "whisper-tiny.en", "smollm2-135m", "mig-1g.5gb", None, 2, 2)
     proc = start()
     try:
         client = FlotillaClient(url)
