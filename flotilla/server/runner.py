@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -30,6 +32,18 @@ DEFAULT_PORT = 8470
 DEFAULT_HOST = "127.0.0.1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 log = logging.getLogger("flotilla.controlplane")
+
+
+def _quiet_signals() -> dict[int, Any]:
+    """SIGTERM and SIGINT handled by doing nothing (main thread only); the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def default_data_dir() -> Path:
@@ -118,16 +132,24 @@ class ControlPlane:
         )
 
     def serve(self, log_level: str = "info") -> None:
-        """Serve in the foreground until interrupted (Ctrl-C or SIGTERM)."""
+        """Serve in the foreground until interrupted (Ctrl-C or SIGTERM), then stop the controllers and
+        every pod process the runtime started.
+
+        uvicorn re-raises the signal that stopped it once it has shut down, with the handler that was
+        there before it ran: the default SIGTERM handler would end the process there and then, before
+        the pods are stopped. So, while serving, SIGTERM and SIGINT have a handler that does nothing;
+        uvicorn's own handlers (which it installs over them) do the stopping."""
         self._server = uvicorn.Server(self._config(log_level))
         self._start_controllers()
         self._start_gateway(log_level)
+        previous = _quiet_signals()
         try:
             self._server.run()
         finally:
             self._stop_gateway()
             self._stop_controllers()
             self.store.close()
+            _restore_signals(previous)
 
     def start_in_thread(self, log_level: str = "warning") -> ControlPlane:
         """Serve on a background thread (tests, demo); returns once the port accepts connections."""

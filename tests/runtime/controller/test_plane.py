@@ -155,6 +155,31 @@ def test_kill_9_of_the_control_plane_leaks_no_slice(tmp_path: Path) -> None:
     assert os.path.exists(tmp_path / "state.db")
 
 
+def test_sigterm_to_flotilla_up_stops_the_pods_it_runs(tmp_path: Path) -> None:
+    """uvicorn re-raises SIGTERM after its own shutdown; the pods must be stopped before the process ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "flotilla", "up", "--port", str(port), "--data-dir", str(tmp_path)]
+    proc = subprocess.Popen([*argv, "--gateway-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "started"
+    try:
+        wait(lambda: _ready(url))
+        code = f"import pathlib, time; pathlib.Path({str(marker)!r}).write_text('x'); time.sleep(120)"
+        body = job("sleeper", py(code))
+        assert httpx.post(f"{url}/apis/batch/v1/namespaces/default/jobs", json=body).status_code == 201
+        wait(marker.exists)
+        pids = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True).stdout.split()
+        assert pids  # the shim and the container
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        left = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True).stdout.split()
+        assert not left, f"pod processes outlived the control plane: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/readyz", timeout=0.5).status_code == 200
