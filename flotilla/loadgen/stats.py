@@ -19,26 +19,13 @@ admission (quota reserved) - creation; over the jobs that have the times.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from flotilla.runs.records import JobRecord, RequestRecord
+from flotilla.runs.stats import percentile
 
 QUANTILES = (50, 90, 95, 99)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation (numpy's default); ValueError if empty."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must be in [0, 100], got {q}")
-    xs = sorted(values)
-    h = (len(xs) - 1) * q / 100
-    lo = math.floor(h)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
 
 
 def mean(values: Sequence[float]) -> float | None:

@@ -40,11 +40,13 @@ from typing import Any
 from flotilla.api.pipelines import PipelineSpec, RecordingStatus, queue_name
 from flotilla.pipelines import manifests, recordings
 from flotilla.pipelines.recordings import RUN, SUMMARIES, TRANSCRIPTS, Recording
+from flotilla.pipelines.replicas import ReplicaSampler
 from flotilla.pipelines.summarize import SummaryResult, summarize, write_summary
 from flotilla.queue.jobs import finished as job_finished
 from flotilla.queue.jobs import owner_uid
 from flotilla.queue.workloads import parse_time
 from flotilla.runs import JobRecord, QueueSample, RequestRecord, RunDir, RunInfo
+from flotilla.runs.stats import percentile
 from flotilla.store import AlreadyExists, NotFound
 from flotilla.store.service import ResourceService
 
@@ -114,12 +116,15 @@ class SpeechToSummary:
         self.done = False
         self._last_status: JSON | None = None
         self._cluster_queue = ""
+        self._sampler: ReplicaSampler | None = None
         self._resumed = (pipeline.get("status") or {}).get("runId") == self.run_id
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Stop: in-flight summaries are abandoned (a later driver sends them again)."""
         self._closing.set()
+        if self._sampler is not None:
+            self._sampler.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def now(self) -> float:
@@ -163,6 +168,8 @@ class SpeechToSummary:
         self._ensure_queue()
         if len(self._done_before) < len(self._recordings):
             self._ensure_llm()
+            self._sampler = ReplicaSampler(self._replica_addresses, self.run.append, self.now)
+            self._sampler.start()
         self._started = True
         log.info(
             "pipeline %s/%s: %d recordings (%d done before), run %s",
@@ -224,6 +231,16 @@ class SpeechToSummary:
         nodes, _ = self.service.list_objects(self._k["nodes"])
         for obj in manifests.queue_objects(self.spec, self.namespace, nodes):
             self._create_if_absent(obj)
+
+    def _replica_addresses(self) -> list[str]:
+        """`ip:port` of the LLM Deployment's running pods."""
+        app = manifests.llm_name(self.spec.summarize.model)
+        pods, _ = self.service.list_objects(self._k["pods"], self.namespace, lambda labels: labels.get("app") == app)
+        return [
+            f"{pod['status']['podIP']}:{manifests.LLM_PORT}"
+            for pod in pods
+            if (pod.get("status") or {}).get("phase") == "Running" and (pod.get("status") or {}).get("podIP")
+        ]
 
     def _ensure_llm(self) -> None:
         """The model's Deployment and InferencePool: created if absent; an existing Deployment is scaled
@@ -501,6 +518,8 @@ class SpeechToSummary:
         return rows
 
     def _finish(self, states: dict[str, RecordingStatus]) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
         failed = [s for s in states.values() if s.state == "Failed"]
         items = self.items(states)
         jobs = self._job_records(states)
@@ -631,9 +650,12 @@ def _itl(result: SummaryResult) -> float | None:
 def _stats(values: list[float]) -> JSON:
     if not values:
         return {"n": 0}
-    ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return {"n": len(values), "mean": statistics.fmean(values), "median": statistics.median(values), "p90": p90}
+    return {
+        "n": len(values),
+        "mean": statistics.fmean(values),
+        "median": percentile(values, 50),
+        "p90": percentile(values, 90),
+    }
 
 
 def _summary(items: list[JSON], jobs: list[JobRecord], elapsed: float) -> JSON:

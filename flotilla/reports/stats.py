@@ -11,23 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from flotilla.runs import JobRecord, QueueSample, ReplicaSample, RequestRecord
+from flotilla.runs.stats import percentile
 
 JOB_STATUSES = ("pending", "admitted", "running", "succeeded", "failed")
 CPU_LANE = "cpu"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0 <= q <= 100) by linear interpolation between closest ranks: numpy's default
-    (Hyndman and Fan's type 7). Position (n - 1) * q / 100 in the sorted values; p50 of [1, 2, 3, 4] is 2.5."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q}: expected 0..100")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True)

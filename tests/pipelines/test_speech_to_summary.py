@@ -20,7 +20,7 @@ from flotilla.api.catalog import build_registry
 from flotilla.client import FlotillaClient
 from flotilla.pipelines import recordings
 from flotilla.pipelines.cli import build_pipeline, submit_and_follow
-from flotilla.runs import JobRecord, RequestRecord, RunDir
+from flotilla.runs import JobRecord, ReplicaSample, RequestRecord, RunDir
 from flotilla.runtime.config import RuntimeConfig
 from flotilla.server.runner import ControlPlane, free_port
 from flotilla.slicer.inventory import parse_gpu_spec
@@ -85,6 +85,8 @@ def test_recordings_become_transcripts_and_summaries_and_a_rerun_skips_them(
     assert sorted(j.item for j in jobs) == sorted(i["recording"] for i in items)
     assert all(j.status == "succeeded" and j.slice == "mig-1g.5gb" and j.gpu for j in jobs)
     assert all(j.admitted_at is not None and j.finished_at is not None for j in jobs)
+    samples = run_dir.records(ReplicaSample)  # the replicas' load while they summarized
+    assert samples and all(s.endpoint.startswith("127.1.") and s.endpoint.endswith(":8000") for s in samples)
     requests = run_dir.records(RequestRecord)
     assert sorted(r.session for r in requests) == sorted(Path(i["recording"]).stem for i in items)
     assert {r.status for r in requests} == {200}
