@@ -20,6 +20,7 @@ from flotilla.loadgen.cli import bench_app
 from flotilla.pipelines.cli import pipeline_app
 from flotilla.reports.cli import report
 from flotilla.serving.asr.cli import asr_app
+from flotilla.sim.cli import experiment
 
 app = typer.Typer(
     name="flotilla",
@@ -39,6 +40,7 @@ app.add_typer(serve_app)
 app.command()(gateway)
 app.command()(report)
 app.add_typer(pipeline_app)
+app.command()(experiment)
 
 
 @app.command()
