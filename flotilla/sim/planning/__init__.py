@@ -1,0 +1,1 @@
+"""Cluster planning: `flotilla simulate CLUSTER.yaml WORKLOAD.yaml` (see spec.py and docs/simulator.md)."""

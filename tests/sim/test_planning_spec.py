@@ -1,0 +1,73 @@
+"""The cluster and workload files of `flotilla simulate`: what loads, and what is refused with a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flotilla.sim.planning.spec import SpecError, check_fits, load_cluster, load_workload
+
+CLUSTER = """
+kind: SimulatedCluster
+nodes:
+- {name: a100, count: 4, gpus: 8, model: A100-80GB}
+health: {gpuFailuresPerGpuDay: 0.01, detectionSeconds: 60, repairHours: 2}
+"""
+WORKLOAD = """
+kind: SimulatedWorkload
+hours: 2
+tenants:
+- name: research
+  nominalGPUs: 16
+  jobs: {perHour: 100, gpus: {1: 0.5, 8: 0.5}, minutes: {median: 10}}
+- name: prod
+  nominalGPUs: 8
+  priority: 100
+  jobs: {perHour: 20}
+services:
+- {name: chat, replicas: 4, requestsPerSecond: 2, slo: {ttftSeconds: 1.0}}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_examples_load_and_fit(tmp_path: Path) -> None:
+    cluster = load_cluster(write(tmp_path, "c.yaml", CLUSTER))
+    workload = load_workload(write(tmp_path, "w.yaml", WORKLOAD))
+    assert cluster.total_gpus == 32 and cluster.health.repairHours == 2
+    assert [t.name for t in workload.tenants] == ["research", "prod"] and workload.tenants[1].jobs.gpus == {1: 1.0}
+    check_fits(cluster, workload)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (WORKLOAD.replace("nominalGPUs: 16", "nominalGPUs: -1"), "tenants[0].nominalGPUs"),
+        (WORKLOAD.replace("perHour: 100", "perHour: 100, burst: 2"), "tenants[0].jobs.burst"),
+        (WORKLOAD.replace("{1: 0.5, 8: 0.5}", "{1: 0, 8: 0}"), "weights must be >= 0 and not all 0"),
+        (WORKLOAD.replace("name: prod", "name: research"), "every tenant needs its own name"),
+        (WORKLOAD.replace("hours: 2", "hours: [2"), "malformed YAML at line"),
+    ],
+)
+def test_bad_workload_files_name_file_field_and_fix(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, "w.yaml", text)
+    with pytest.raises(SpecError) as caught:
+        load_workload(path)
+    assert str(path) in str(caught.value) and expected in str(caught.value)
+
+
+def test_a_workload_that_cannot_fit_the_cluster_says_what_to_change(tmp_path: Path) -> None:
+    cluster = load_cluster(write(tmp_path, "c.yaml", CLUSTER))
+    greedy = load_workload(write(tmp_path, "w.yaml", WORKLOAD.replace("nominalGPUs: 16", "nominalGPUs: 40")))
+    with pytest.raises(SpecError, match="nominalGPUs add up to 48; the cluster has 28 GPUs besides the services"):
+        check_fits(cluster, greedy)
+    wide = load_workload(write(tmp_path, "w.yaml", WORKLOAD.replace("{1: 0.5, 8: 0.5}", "{16: 1}")))
+    with pytest.raises(SpecError, match=r"tenants\[0\]\.jobs\.gpus \(research\) asks for more GPUs per job"):
+        check_fits(cluster, wide)
+    with pytest.raises(SpecError, match="cluster file"):
+        load_cluster(tmp_path / "missing.yaml")
