@@ -68,6 +68,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flotilla.sim.online_results import no_backlog
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "gateway_bench.json"
 GOAL_ADDED_P99_MS = 2.0
@@ -621,10 +623,7 @@ def summarise(outcomes: Sequence[Outcome], rate: float) -> dict[str, Any]:
     ttfts = [o.ttft for o in ok if o.ttft is not None]
     finish = max((o.at + (o.e2e or 0.0) for o in ok), default=0.0)
     first = min((o.at for o in outcomes), default=0.0)
-    half = len(outcomes) // 2
-    early = [o.ttft for o in outcomes[:half] if o.ttft is not None]
-    late = [o.ttft for o in outcomes[half:] if o.ttft is not None]
-    stable = bool(early and late) and statistics.median(late) <= 2 * statistics.median(early) + 0.5
+    stable = no_backlog([o.ttft for o in outcomes])  # the simulator's rule too (flotilla/sim/online_results.py)
     owner: dict[int, str] = {}
     follow_ups = same = 0
     for o in sorted(ok, key=lambda x: x.at):

@@ -26,6 +26,7 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Literal
 
 from flotilla.queue.build import local_queue_snapshots, pod_set_infos, queue_snapshots, workload_priority
@@ -78,6 +79,7 @@ class _Job:
     slice: str = ""
     placement: str = ""
     device: Device | None = None
+    gpus_held: frozenset[str] = frozenset()  # UUIDs of every GPU the pod has a device on
     cluster_queue: str = ""
     admitted_at: float | None = None
     started_at: float | None = None
@@ -175,6 +177,7 @@ class BatchSimulation:
         self._wake_at: float | None = None
         self._admission_dirty = False
         self.attempts = 0
+        self.evictions = 0  # pods evicted by GPU health
 
     # -- inputs ---------------------------------------------------------------------------------------
     def submit(self, job: SimJob) -> None:
@@ -247,6 +250,33 @@ class BatchSimulation:
             self._stop(st, preempted=True)
         st.status = "pending"
 
+    # -- GPU health --------------------------------------------------------------------------------
+    def fail_gpu(self, node: str, gpu_uuid: str) -> int:
+        """A health check found the GPU bad (Autopilot's EVICT): it takes no new pods, and the pods with a
+        device on it are evicted; their Jobs make replacement pods, which start over elsewhere, as the live
+        runtime's health reaction does (Kueue's admission stands). Returns the pods evicted."""
+        self.cluster.set_health(node, gpu_uuid, False)
+        evicted = 0
+        for st in self.jobs.values():
+            if st.node != node or gpu_uuid not in st.gpus_held or st.status in ("succeeded", "failed"):
+                continue
+            evicted += 1
+            st.generation += 1
+            self.queue.delete(st.sim.key)
+            self._stop(st, preempted=True)
+            st.gpus_held = frozenset()
+            st.status = "admitted" if st.managed else "pending"
+            self._inflight += 1
+            generation = st.generation
+            self.engine.after(self.params.job_to_pod_s, partial(self._create_pod, st.sim.key, generation))
+        self.evictions += evicted
+        return evicted
+
+    def repair_gpu(self, node: str, gpu_uuid: str) -> None:
+        """The GPU is back in service (repaired or replaced): capacity again."""
+        self.cluster.set_health(node, gpu_uuid, True)
+        self.queue.move_all(self.engine.now)
+
     # -- pods ---------------------------------------------------------------------------------------
     def _create_pod(self, key: str, generation: int) -> None:
         self._inflight -= 1
@@ -315,6 +345,7 @@ class BatchSimulation:
         self.cluster.bind(pod, bound)
         st.node = bound.node
         st.device = None
+        st.gpus_held = frozenset(d.gpu_uuid for d in bound.devices)
         if bound.devices:
             d = bound.devices[0]
             st.gpu, st.slice = d.gpu_uuid, "gpu" if d.profile == WHOLE_GPU else f"mig-{d.profile}"
@@ -435,4 +466,5 @@ class BatchSimulation:
             "scheduling_attempts": float(self.attempts),
             "preemptions": float(preemptions),
             "admission_cycles": float(self.admission.cycles if self.admission is not None else 0),
+            "health_evictions": float(self.evictions),
         }

@@ -15,7 +15,7 @@ index only narrows the search: a node it leaves out could not have held the pod.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flotilla.api.quantity import Quantity
 from flotilla.runtime.scheduling import Bound, DeviceAssignment, NodeInfo, PodInfo, canonical_amount
@@ -192,6 +192,15 @@ class ClusterState:
         owner = pod.owner
         node.gpus = [g.without_owner(owner) if any(a.owner == owner for a in g.allocations) else g for g in node.gpus]
         self.version += 1
+        self._reindex(node)
+
+    def set_health(self, node_name: str, gpu_uuid: str, healthy: bool) -> None:
+        """A health check's verdict on one GPU: an unhealthy GPU takes no new pods (the node scheduler's
+        GPUHealth filter and the slicer skip it); back to healthy, it is capacity again (`version` bumps)."""
+        node = self.by_name[node_name]
+        node.gpus = [replace(g, healthy=healthy) if g.uuid == gpu_uuid else g for g in node.gpus]
+        if healthy:
+            self.version += 1
         self._reindex(node)
 
     def gpu_model(self, node_name: str, gpu_uuid: str) -> str:
