@@ -79,6 +79,8 @@ class AdmissionSimulation:
         self._usage_integral: dict[str, float] = defaultdict(float)
         self._usage_since = 0.0
         self.cycles = 0
+        self.eviction_s = 0.0  # how long a preemption victim keeps its quota (see _evict)
+        self._evicting: set[str] = set()
         self.first_event: float | None = None
         self.last_event = 0.0
 
@@ -224,14 +226,36 @@ class AdmissionSimulation:
         self._release(key).finished_at = self.engine.now
 
     def _evict(self, key: str) -> bool:
-        if key not in self._admitted:
+        """Evict an admitted workload (a preemption victim). With `eviction_s` > 0 its quota stays
+        reserved that long, as in a cluster, where Kueue releases it once the Job's pods are gone;
+        a victim already being evicted is not evicted twice (the preemptor waits for it)."""
+        if key not in self._admitted or key in self._evicting:
             return False
-        rec = self._release(key)
+        rec = self.records[key]
         rec.evictions += 1
         if rec.finish_event is not None:
             rec.finish_event.cancel()
-        self._enqueue(rec.workload)
+            rec.finish_event = None
+        if self.eviction_s > 0:
+            self._evicting.add(key)
+            self.engine.after(self.eviction_s, lambda: self._evicted(key))
+        else:
+            self._requeue(key)
         return True
+
+    def _evicted(self, key: str) -> None:
+        """The victim's pods are gone: its quota is free and it waits in its queue again."""
+        self._evicting.discard(key)
+        if key in self._admitted:
+            self._account(self.engine.now)
+            self._requeue(key)
+        self.on_requeued()
+
+    def on_requeued(self) -> None:
+        """Called when a delayed eviction completes (a driver that runs cycles on its own wakes up here)."""
+
+    def _requeue(self, key: str) -> None:
+        self._enqueue(self._release(key).workload)
 
     # -- results ----------------------------------------------------------------------------------
     def average_usage(self, cluster_queue: str) -> float:

@@ -92,6 +92,9 @@ class ClusterParams:
     pod_startup_s: float = 0.0
     mig_slice_create_s: float = 0.0
     job_to_pod_s: float = 0.0
+    # how long a Kueue preemption victim keeps its quota: the Job is suspended and its pods terminate before
+    # Kueue releases the quota and requeues the Workload (kubelet's default grace period is 30 s; 0: at once)
+    eviction_s: float = 0.0
     # candidate nodes scored per pod (kube-scheduler scores at least 100 in a big cluster; each costs the node
     # scheduler ~50 us here); None: kube-scheduler's adaptive percentageOfNodesToScore
     nodes_to_score: int | None = 4

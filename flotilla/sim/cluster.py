@@ -119,6 +119,11 @@ class _Admission(AdmissionSimulation):
         self.on_evict(key)
         return True
 
+    on_requeue: Callable[[], None] = staticmethod(lambda: None)
+
+    def on_requeued(self) -> None:
+        self.on_requeue()
+
     def run_cycles(self) -> None:
         self._cycles()
 
@@ -166,6 +171,8 @@ class BatchSimulation:
                 seed=seed,
             )
             adm.on_arrive, adm.on_admit, adm.on_evict = self._arrived, self._admitted, self._evicted
+            adm.on_requeue = self._requeued
+            adm.eviction_s = self.params.eviction_s
             self.admission = adm
             self.engine = adm.engine
         else:
@@ -200,6 +207,10 @@ class BatchSimulation:
             self.admission.submit(job.created, wl, 0.0)
         else:
             self.engine.at(job.created + self.params.job_to_pod_s, lambda: self._create_pod(job.key, 0))
+
+    def advance(self, until: float) -> None:
+        """Run the events up to simulated time `until` (call again to go on; `run` summarizes)."""
+        self.engine.run(until, on_quiescent=self._quiescent)
 
     def run(self, until: float | None = None) -> BatchResult:
         self.engine.run(until, on_quiescent=self._quiescent)
@@ -276,6 +287,10 @@ class BatchSimulation:
         """The GPU is back in service (repaired or replaced): capacity again."""
         self.cluster.set_health(node, gpu_uuid, True)
         self.queue.move_all(self.engine.now)
+
+    def _requeued(self) -> None:
+        """A preemption victim's quota came free (its pods were stopped at the eviction's start)."""
+        self._admission_dirty = True
 
     # -- pods ---------------------------------------------------------------------------------------
     def _create_pod(self, key: str, generation: int) -> None:
