@@ -16,6 +16,7 @@ from flotilla.cli.resources import register_resource_commands
 from flotilla.cli.scale import scale
 from flotilla.cli.serve import serve_app
 from flotilla.gateway.cli import gateway
+from flotilla.kube.cli import kube_app
 from flotilla.loadgen.cli import bench_app
 from flotilla.pipelines.cli import pipeline_app
 from flotilla.reports.cli import report
@@ -40,6 +41,7 @@ app.add_typer(serve_app)
 app.command()(gateway)
 app.command()(report)
 app.add_typer(pipeline_app)
+app.add_typer(kube_app)
 app.command()(experiment)
 
 
