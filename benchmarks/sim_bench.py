@@ -96,28 +96,38 @@ def run_kueue(quick: bool) -> dict[str, Any]:
 
 # -- (c) a 4,000-GPU day --------------------------------------------------------------------------------
 def run_cluster(quick: bool) -> dict[str, Any]:
-    try:
-        from flotilla.sim.planning import vela_day  # the cluster planning scenario
-    except ImportError as exc:  # not built yet: say so rather than invent a figure
-        console.print(f"(c) skipped: {exc}")
-        return {"skipped": str(exc)}
-    started = time.perf_counter()
-    outcome = vela_day(nodes=50 if quick else 500, gpus_per_node=8, hours=24.0, seed=1)
-    wall = time.perf_counter() - started
-    result = dict(outcome) | {"wall_s": wall, "goal_wall_s": GOALS["cluster_wall_s"]}
-    result["verdict"] = "PASS" if wall < GOALS["cluster_wall_s"] and result.get("jobs", 0) >= 100_000 else "MISS"
-    table = Table(title="(c) 24 simulated hours of a 4,000-GPU cluster")
-    for column in ("GPUs", "jobs", "events", "wall", "goal < 60 s, >= 100,000 jobs"):
+    """flotilla.sim.planning.vela_day: 500 nodes x 8 A100-80GB, 24 h, ~100,000 jobs of three tenants, GPU
+    faults. The goal row runs it with the jobs straight to the scheduler (no quotas); a second row runs the
+    tenants through Kueue on a tenth of the cluster and workload, since the admission policy's cost per cycle
+    grows with the admitted workloads (see benchmarks/README.md)."""
+    from flotilla.sim.planning import vela_day
+
+    rows = []
+    runs = [("no queue (kube-scheduler only)", 50 if quick else 500, False), ("Kueue tenants, 1/10 scale", 50, True)]
+    for label, nodes, kueue in runs:
+        started = time.perf_counter()
+        outcome = vela_day(nodes=nodes, gpus_per_node=8, hours=24.0, seed=1, kueue=kueue)
+        wall = time.perf_counter() - started
+        row = dict(outcome) | {"label": label, "nodes": nodes, "kueue": kueue, "wall_s": wall}
+        rows.append(row)
+    goal = rows[0]
+    verdict = "PASS" if goal["wall_s"] < GOALS["cluster_wall_s"] and goal["jobs"] >= 100_000 else "MISS"
+    table = Table(title="(c) 24 simulated hours of a Vela-like cluster (flotilla.sim.planning.vela_day)")
+    for column in ("run", "GPUs", "jobs", "finished", "utilization", "events", "wall", "goal < 60 s, >= 100,000 jobs"):
         table.add_column(column, justify="right")
-    table.add_row(
-        f"{result.get('gpus', 0):,}",
-        f"{result.get('jobs', 0):,}",
-        f"{result.get('events', 0):,}",
-        f"{wall:.1f} s",
-        result["verdict"],
-    )
+    for row in rows:
+        table.add_row(
+            row["label"],
+            f"{row['gpus']:,}",
+            f"{row['jobs']:,}",
+            f"{row['jobs_finished']:,}",
+            f"{row['utilization']:.0%}",
+            f"{row['events']:,}",
+            f"{row['wall_s']:.1f} s",
+            verdict if row is goal else "",
+        )
     console.print(table)
-    return result
+    return {"runs": rows, "verdict": verdict, "goal_wall_s": GOALS["cluster_wall_s"]}
 
 
 # -- (d) the experiments -------------------------------------------------------------------------------

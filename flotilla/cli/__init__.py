@@ -22,6 +22,7 @@ from flotilla.pipelines.cli import pipeline_app
 from flotilla.reports.cli import report
 from flotilla.serving.asr.cli import asr_app
 from flotilla.sim.cli import experiment
+from flotilla.sim.planning.cli import simulate
 
 app = typer.Typer(
     name="flotilla",
@@ -43,6 +44,7 @@ app.command()(report)
 app.add_typer(pipeline_app)
 app.add_typer(kube_app)
 app.command()(experiment)
+app.command()(simulate)
 
 
 @app.command()

@@ -185,9 +185,9 @@ def failures(
 def plan(
     cluster: ClusterSpec,
     workload: WorkloadSpec,
+    slo_window_s: float = 60.0,
     *,
     progress: Callable[[float], None] | None = None,
-    slo_window_s: float = 60.0,
     keep_records: bool = False,
 ) -> PlanResult:
     """Simulate `workload` on `cluster` for `workload.hours` (see the module docstring)."""
@@ -213,7 +213,7 @@ def plan(
     sim = BatchSimulation(
         inventories(config),
         FixedRuntime(),
-        queue_objects=queue_objects(cluster, workload) if workload.tenants else (),
+        queue_objects=queue_objects(cluster, workload) if workload.tenants and cluster.queueing.kueue else (),
         params=ClusterParams(eviction_s=EVICTION_S),
         seed=seed,
     )
@@ -226,7 +226,8 @@ def plan(
     priority = {t.name: t.priority for t in workload.tenants}
     for n, (at, tenant, gpus, seconds) in enumerate(arrivals(workload, seed)):
         name = f"{tenant}-{n}"
-        job = _job(name, tenant, gpus, tenant, priority[tenant])
+        queued = cluster.queueing.kueue
+        job = _job(name, tenant, gpus, tenant if queued else None, priority[tenant] if queued else None)
         sim.submit(SimJob(job, at, work_s=seconds, item=tenant))
         tenant_of[f"{tenant}/{name}"] = (tenant, gpus)
     gpu_list = [(n.name, g.uuid) for n in sim.cluster.nodes for g in n.gpus]
@@ -282,6 +283,13 @@ def _stats(values: list[float]) -> JSON:
     }
 
 
+def _wait(r: JobRecord) -> float | None:
+    """Creation to admission (Kueue), or to the first start without a queue; None: still waiting."""
+    if r.admitted_at is not None:
+        return r.admitted_at - r.created_at
+    return None if r.started_at is None else r.started_at - r.created_at
+
+
 def _gpu_seconds(r: JobRecord, gpus: int, horizon: float) -> float:
     if r.started_at is None:
         return 0.0
@@ -299,14 +307,14 @@ def _tenant_metrics(
         mine = [r for r in batch if tenant_of[r.name][0] == t.name]
         done = [r for r in mine if r.status == "succeeded"]
         used = sum(_gpu_seconds(r, tenant_of[r.name][1], horizon) for r in mine)
-        waits = [r.queue_wait for r in mine if r.queue_wait is not None]
-        waits += [horizon - r.created_at for r in mine if r.admitted_at is None]  # still waiting at the end
+        waits = [w for r in mine if (w := _wait(r)) is not None]
+        waits += [horizon - r.created_at for r in mine if _wait(r) is None]  # still waiting at the end
         out[t.name] = {
             "nominal_gpus": t.nominalGPUs,
             "priority": t.priority,
             "jobs_submitted": len(mine),
             "jobs_finished": len(done),
-            "jobs_waiting_at_end": sum(1 for r in mine if r.admitted_at is None),
+            "jobs_waiting_at_end": sum(1 for r in mine if _wait(r) is None),
             "restarts": sum(max(0, r.attempts - 1) for r in mine),
             "queue_wait_s": _stats(waits),
             "jct_s": _stats([r.completion_time for r in done if r.completion_time is not None]),
@@ -346,7 +354,7 @@ def _cluster_metrics(
         "gpu_failures": len(faults),
         "gpu_hours_down": down_gpu_s / 3600.0,
         "health_evictions": sim.evictions,
-        "queue_wait_s": _stats([r.queue_wait for r in batch if r.queue_wait is not None]),
+        "queue_wait_s": _stats([w for r in batch if (w := _wait(r)) is not None]),
         "jct_s": _stats([r.completion_time for r in done if r.completion_time is not None]),
         "peak_pending_jobs": max((s["pending_jobs"] for s in timeline), default=0),
     }

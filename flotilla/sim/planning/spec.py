@@ -71,6 +71,7 @@ class Health(_Spec):
 
 
 class Queueing(_Spec):
+    kueue: bool = True  # false: no quotas, every job's pod goes straight to the scheduler (the study's baseline)
     fairSharing: bool = False  # Kueue's fair sharing between the tenants' ClusterQueues in the cohort
     preemption: bool = True  # reclaim within the cohort, and lower priority within a ClusterQueue
 
