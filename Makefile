@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/slicer_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/gateway_bench.py
+	$(BIN)/python benchmarks/sim_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
