@@ -71,3 +71,21 @@ def test_a_workload_that_cannot_fit_the_cluster_says_what_to_change(tmp_path: Pa
         check_fits(cluster, wide)
     with pytest.raises(SpecError, match="cluster file"):
         load_cluster(tmp_path / "missing.yaml")
+
+
+def test_a_tenant_replays_its_own_job_trace(tmp_path: Path) -> None:
+    from flotilla.sim.planning.run import arrivals
+    from flotilla.sim.planning.spec import TraceError, read_trace
+
+    (tmp_path / "jobs.csv").write_text("at,gpus,minutes\n60,2,5\n0,1,10\n")
+    (tmp_path / "jobs.jsonl").write_text('{"at": 30, "gpus": 8, "minutes": 1.5}\n')
+    text = "hours: 1\ntenants:\n- {name: a, nominalGPUs: 8, trace: jobs.csv}\n"
+    text += "- {name: b, nominalGPUs: 8, trace: jobs.jsonl}\n"
+    workload = load_workload(write(tmp_path, "w.yaml", text))
+    assert workload.tenants[0].trace == str(tmp_path / "jobs.csv")  # relative to the workload file
+    assert arrivals(workload, seed=1) == [(0.0, "a", 1, 600.0), (30.0, "b", 8, 90.0), (60.0, "a", 2, 300.0)]
+    (tmp_path / "bad.csv").write_text("at,gpus,minutes\n0,1,10\n5,two,1\n")
+    with pytest.raises(TraceError, match=r"bad\.csv:3: gpus: 'two' is not a number"):
+        read_trace(tmp_path / "bad.csv")
+    with pytest.raises(SpecError, match="as `jobs` \\(a Poisson stream\\) or as `trace`"):
+        load_workload(write(tmp_path, "w.yaml", WORKLOAD.replace("{perHour: 20}", "{perHour: 20}\n  trace: x.csv")))

@@ -26,13 +26,14 @@ import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from flotilla.runs.records import JobRecord
 from flotilla.runs.stats import percentile
 from flotilla.sim.batch import ClusterParams, FixedRuntime, SimJob, inventories
 from flotilla.sim.cluster import BatchSimulation
-from flotilla.sim.planning.spec import ClusterSpec, Service, WorkloadSpec, check_fits
+from flotilla.sim.planning.spec import ClusterSpec, Service, WorkloadSpec, check_fits, read_trace
 from flotilla.slicer.inventory import EmulatedGPUConfig
 
 JSON = dict[str, Any]
@@ -148,6 +149,12 @@ def arrivals(workload: WorkloadSpec, seed: int) -> list[tuple[float, str, int, f
     horizon = workload.hours * 3600.0
     out: list[tuple[float, str, int, float]] = []
     for t in workload.tenants:
+        if t.trace is not None:
+            out.extend(
+                (at, t.name, gpus, minutes * 60.0) for at, gpus, minutes in read_trace(Path(t.trace)) if at < horizon
+            )
+            continue
+        assert t.jobs is not None
         rng = random.Random(f"{seed}:{t.name}")
         rate = t.jobs.perHour / 3600.0
         sizes, weights = zip(*sorted(t.jobs.gpus.items()), strict=True)

@@ -42,7 +42,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from flotilla.api.configfile import read_yaml, validate_model
 
@@ -113,7 +113,70 @@ class Tenant(_Spec):
     nominalGPUs: int = Field(ge=0)
     borrowingLimit: int | None = Field(default=None, ge=0)  # None: may borrow every unused GPU of the cohort
     priority: int = 0
-    jobs: JobStream
+    jobs: JobStream | None = None  # a Poisson stream ...
+    trace: str | None = None  # ... or a CSV/JSONL of the tenant's own jobs (at, gpus, minutes); relative to the file
+
+    @field_validator("trace")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("base")
+        if value is None or base is None or Path(value).is_absolute():
+            return value
+        return str(Path(base) / value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Tenant:
+        if (self.jobs is None) == (self.trace is None):
+            raise ValueError(
+                "give the tenant's jobs either as `jobs` (a Poisson stream) or as `trace` (a file): exactly one of the two"
+            )
+        return self
+
+    @property
+    def widest_job(self) -> int:
+        if self.jobs is not None:
+            return max(self.jobs.gpus)
+        return max((gpus for _, gpus, _ in read_trace(Path(str(self.trace)))), default=1)
+
+
+class TraceError(SpecError):
+    """A job trace that cannot be read; the message names the file, the line and the field."""
+
+
+def read_trace(path: Path) -> list[tuple[float, int, float]]:
+    """(at seconds, GPUs, minutes) per job of a CSV (header: at,gpus,minutes) or JSONL trace, sorted by `at`."""
+    import csv
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read the job trace: {exc.strerror or exc}") from None
+    rows: list[tuple[int, dict[str, object]]] = []
+    if path.suffix.lower() == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise TraceError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    else:
+        rows = [(n + 1, dict(r)) for n, r in enumerate(csv.DictReader(text.splitlines()), 1)]
+    out = []
+    for n, row in rows:
+        values = []
+        for key, kind, low in (("at", float, 0.0), ("gpus", int, 1), ("minutes", float, 1e-9)):
+            try:
+                value = kind(str(row[key]))
+            except KeyError:
+                raise TraceError(f"{path}:{n}: no `{key}` (columns: at, gpus, minutes)") from None
+            except (TypeError, ValueError):
+                raise TraceError(f"{path}:{n}: {key}: {row[key]!r} is not a number") from None
+            if value < low:
+                raise TraceError(f"{path}:{n}: {key}: {value} is below {low:g}")
+            values.append(value)
+        out.append((float(values[0]), int(values[1]), float(values[2])))
+    return sorted(out)
 
 
 class Slo(_Spec):
@@ -154,7 +217,9 @@ def load_cluster(path: Path | str) -> ClusterSpec:
 
 
 def load_workload(path: Path | str) -> WorkloadSpec:
-    return validate_model(WorkloadSpec, read_yaml(path, "workload file", SpecError), str(path), SpecError)
+    """The workload file; a tenant's relative `trace` path is taken relative to the file's folder."""
+    raw = read_yaml(path, "workload file", SpecError)
+    return validate_model(WorkloadSpec, raw, str(path), SpecError, base=str(Path(path).parent))
 
 
 def check_fits(cluster: ClusterSpec, workload: WorkloadSpec, source: str = "workload") -> None:
@@ -171,7 +236,7 @@ def check_fits(cluster: ClusterSpec, workload: WorkloadSpec, source: str = "work
         )
     widest = max((g.gpus for g in cluster.nodes), default=0)
     for i, t in enumerate(workload.tenants):
-        if max(t.jobs.gpus) > widest:
+        if t.widest_job > widest:
             raise SpecError(
                 f"{source}: tenants[{i}].jobs.gpus ({t.name}) asks for more GPUs per job than any node has "
                 f"({widest}); jobs run on one node"
