@@ -128,7 +128,7 @@ class Tenant(_Spec):
     def _one_source(self) -> Tenant:
         if (self.jobs is None) == (self.trace is None):
             raise ValueError(
-                "give the tenant's jobs either as `jobs` (a Poisson stream) or as `trace` (a file): exactly one of the two"
+                "give the tenant's jobs either as `jobs` (a Poisson stream) or as `trace` (a file): one, not both"
             )
         return self
 
