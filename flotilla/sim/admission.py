@@ -80,6 +80,13 @@ class AdmissionSimulation:
         self._usage_since = 0.0
         self.cycles = 0
         self.eviction_s = 0.0  # how long a preemption victim keeps its quota (see _evict)
+        # A driver that runs the admitted workloads itself (the batch cluster simulator) sets `external`
+        # (no finish is scheduled here; it calls `finish(key)`) and the hooks, called after each change.
+        self.external = False
+        self.on_arrive: Callable[[str], None] = _ignore
+        self.on_admit: Callable[[str, AdmissionRecord], None] = _ignore2
+        self.on_evict: Callable[[str], None] = _ignore
+        self.on_requeue: Callable[[], None] = _nothing
         self._evicting: set[str] = set()
         self.first_event: float | None = None
         self.last_event = 0.0
@@ -109,6 +116,17 @@ class AdmissionSimulation:
             wl, runtime, self.engine.now, labels=labels, equivalence=equivalence_key(wl)
         )
         self._enqueue(wl)
+        self.on_arrive(wl.key)
+
+    # -- for a driver that runs the workloads (external) ------------------------------------------
+    def run_cycles(self) -> None:
+        """Scheduling cycles until one changes nothing (the driver's quiescent point)."""
+        self._cycles()
+
+    def finish(self, key: str) -> None:
+        """An admitted workload ended (external): its quota is free."""
+        if key in self._admitted:
+            self._finish(key)
 
     def _enqueue(self, wl: WorkloadInfo) -> None:
         cq = self._cq_of(wl) or ""
@@ -209,7 +227,9 @@ class AdmissionSimulation:
         self._usage[admission.cluster_queue] += _total(admission)
         if rec.admitted_at is None:
             rec.admitted_at = self.engine.now
-        rec.finish_event = self.engine.after(rec.runtime, lambda: self._finish(key))
+        if not self.external:
+            rec.finish_event = self.engine.after(rec.runtime, lambda: self._finish(key))
+        self.on_admit(key, admission)
 
     def _release(self, key: str) -> WorkloadRecord:
         rec = self.records[key]
@@ -241,6 +261,7 @@ class AdmissionSimulation:
             self.engine.after(self.eviction_s, lambda: self._evicted(key))
         else:
             self._requeue(key)
+        self.on_evict(key)
         return True
 
     def _evicted(self, key: str) -> None:
@@ -249,10 +270,7 @@ class AdmissionSimulation:
         if key in self._admitted:
             self._account(self.engine.now)
             self._requeue(key)
-        self.on_requeued()
-
-    def on_requeued(self) -> None:
-        """Called when a delayed eviction completes (a driver that runs cycles on its own wakes up here)."""
+        self.on_requeue()
 
     def _requeue(self, key: str) -> None:
         self._enqueue(self._release(key).workload)
@@ -262,6 +280,18 @@ class AdmissionSimulation:
         """Average admitted usage (milli-units) of a queue between the first and the last event."""
         span = self.last_event - (self.first_event or 0.0)
         return self._usage_integral[cluster_queue] / span if span > 0 else 0.0
+
+
+def _ignore(key: str) -> None:
+    pass
+
+
+def _ignore2(key: str, admission: AdmissionRecord) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 def equivalence_key(wl: WorkloadInfo) -> tuple[object, ...]:

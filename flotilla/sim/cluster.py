@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
@@ -94,44 +94,6 @@ class _Job:
     # (start, busy from, end, SM rate in GPU-equivalents, compute fraction held)
 
 
-class _Admission(AdmissionSimulation):
-    """The admission simulation, with the cluster running what it admits (no runtime of its own)."""
-
-    on_arrive: Callable[[str], None]
-    on_admit: Callable[[str, AdmissionRecord], None]
-    on_evict: Callable[[str], None]
-
-    def _arrive(self, wl: WorkloadInfo, runtime: float, labels: dict[str, str]) -> None:
-        super()._arrive(wl, runtime, labels)
-        self.on_arrive(wl.key)
-
-    def _admit(self, key: str, admission: AdmissionRecord) -> None:
-        super()._admit(key, admission)
-        rec = self.records[key]
-        if rec.finish_event is not None:  # the cluster finishes it
-            rec.finish_event.cancel()
-            rec.finish_event = None
-        self.on_admit(key, admission)
-
-    def _evict(self, key: str) -> bool:
-        if not super()._evict(key):
-            return False
-        self.on_evict(key)
-        return True
-
-    on_requeue: Callable[[], None] = staticmethod(lambda: None)
-
-    def on_requeued(self) -> None:
-        self.on_requeue()
-
-    def run_cycles(self) -> None:
-        self._cycles()
-
-    def finish(self, key: str) -> None:
-        if key in self._admitted:
-            self._finish(key)
-
-
 class BatchSimulation:
     """Jobs on a simulated cluster (see the module docstring)."""
 
@@ -157,10 +119,10 @@ class BatchSimulation:
         self.framework = default_registry().bind(self.params.scheduler_config)
         self.jobs: dict[str, _Job] = {}
         self._objects = queue_api_objects(queue_objects)
-        self.admission: _Admission | None = None
+        self.admission: AdmissionSimulation | None = None
         if queue_objects:
             queues = queue_snapshots(self._objects)
-            adm = _Admission(
+            adm = AdmissionSimulation(
                 queues.cluster_queues,
                 queues.cohorts,
                 queues.flavors,
@@ -170,6 +132,7 @@ class BatchSimulation:
                 namespace_labels=queues.namespace_labels,
                 seed=seed,
             )
+            adm.external = True  # the cluster runs what Kueue admits
             adm.on_arrive, adm.on_admit, adm.on_evict = self._arrived, self._admitted, self._evicted
             adm.on_requeue = self._requeued
             adm.eviction_s = self.params.eviction_s
