@@ -48,9 +48,10 @@ def pick_heads(state: CycleState) -> Heads:
     result = Heads()
     queued: dict[str, list[WorkloadInfo]] = {}
     snapshot = state.snapshot
-    for key in sorted(snapshot.workloads):
+    # only the pending workloads, in key order (the admitted ones, most of a busy snapshot, are not sorted)
+    for key in sorted(k for k, w in snapshot.workloads.items() if w.admission is None):
         wl = snapshot.workloads[key]
-        if wl.admission is not None or not wl.active:
+        if not wl.active:
             continue
         problem = queue_problem(state, wl)
         if problem is not None:
@@ -90,6 +91,11 @@ def namespace_matches(snapshot: Snapshot, cq: str, namespace: str) -> bool:
 
 def drain_stopped_queues(snapshot: Snapshot) -> list[EvictionDecision]:
     evictions: list[EvictionDecision] = []
+    draining = any(q.stop_policy == "HoldAndDrain" for q in snapshot.local_queues.values()) or any(
+        q.stop_policy == "HoldAndDrain" for q in snapshot.cluster_queues.values()
+    )
+    if not draining:  # the common case: no queue drains, no workload to look at
+        return evictions
     for key in sorted(snapshot.workloads):
         wl = snapshot.workloads[key]
         if wl.admission is None:

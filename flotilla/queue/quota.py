@@ -219,6 +219,15 @@ class QuotaTree:
             if node.parent is None:
                 _accumulate_quota(node)
         tree = cls(cqs, cohorts)
+        if snapshot.admitted_by_queue is not None and snapshot.usage_by_queue is not None:
+            # the driver's own per-queue sets and totals (see Snapshot): no pass over the workloads
+            for queue, admitted in snapshot.admitted_by_queue.items():
+                if queue in cqs:
+                    tree.workloads[queue] = dict(admitted)
+            for queue, usage in snapshot.usage_by_queue.items():
+                if queue in cqs and usage:
+                    tree.add_usage(queue, usage)
+            return tree
         # Sum each queue's usage first and propagate it once: the same totals as adding the
         # workloads one by one, at a cost per queue rather than per workload.
         totals: dict[str, dict[FlavorResource, int]] = {}

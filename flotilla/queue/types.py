@@ -217,6 +217,12 @@ class Snapshot:
     local_queues: Mapping[str, LocalQueueSnapshot]  # key "namespace/name"
     workloads: Mapping[str, WorkloadInfo]  # key "namespace/name"; pending and admitted
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Optional, for drivers that keep them up to date as workloads are admitted and released (the
+    # simulator): the admitted workloads of `workloads` by ClusterQueue, and each queue's summed
+    # admission usage. They must agree with `workloads`; the quota tree then starts from them instead
+    # of summing every admitted workload on every cycle.
+    admitted_by_queue: Mapping[str, Mapping[str, WorkloadInfo]] | None = None
+    usage_by_queue: Mapping[str, Mapping[FlavorResource, int]] | None = None
 
 
 @dataclass(frozen=True)

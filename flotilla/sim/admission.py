@@ -21,6 +21,7 @@ from flotilla.queue.types import (
     CohortSnapshot,
     CycleContext,
     CycleResult,
+    FlavorResource,
     FlavorSnapshot,
     LocalQueueSnapshot,
     QueueConfig,
@@ -75,6 +76,9 @@ class AdmissionSimulation:
         self._parked_queues: dict[str, set[str]] = defaultdict(set)  # cohort root -> queues with parked work
         self._roots: dict[str, str] = {}
         self._admitted: dict[str, WorkloadInfo] = {}
+        # kept up to date for the policy's quota tree (Snapshot.admitted_by_queue / usage_by_queue)
+        self._admitted_by_queue: dict[str, dict[str, WorkloadInfo]] = defaultdict(dict)
+        self._usage_by_queue: dict[str, dict[FlavorResource, int]] = defaultdict(dict)
         self._usage: dict[str, float] = defaultdict(float)  # cq -> admitted milli-units (all resources)
         self._usage_integral: dict[str, float] = defaultdict(float)
         self._usage_since = 0.0
@@ -175,7 +179,14 @@ class AdmissionSimulation:
                     break
         workloads = {**self._admitted, **heads}
         return Snapshot(
-            self.cluster_queues, self.cohorts, self.flavors, self.local_queues, workloads, self.namespace_labels
+            self.cluster_queues,
+            self.cohorts,
+            self.flavors,
+            self.local_queues,
+            workloads,
+            self.namespace_labels,
+            admitted_by_queue=self._admitted_by_queue,
+            usage_by_queue=self._usage_by_queue,
         )
 
     def _cycles(self) -> None:
@@ -225,6 +236,10 @@ class AdmissionSimulation:
         rec.workload = wl
         self._admitted[key] = wl
         self._usage[admission.cluster_queue] += _total(admission)
+        self._admitted_by_queue[admission.cluster_queue][key] = wl
+        totals = self._usage_by_queue[admission.cluster_queue]
+        for fr, value in admission.usage.items():
+            totals[fr] = totals.get(fr, 0) + value
         if rec.admitted_at is None:
             rec.admitted_at = self.engine.now
         if not self.external:
@@ -236,6 +251,10 @@ class AdmissionSimulation:
         wl = self._admitted.pop(key)
         assert wl.admission is not None
         self._usage[wl.admission.cluster_queue] -= _total(wl.admission)
+        self._admitted_by_queue[wl.admission.cluster_queue].pop(key, None)
+        totals = self._usage_by_queue[wl.admission.cluster_queue]
+        for fr, value in wl.admission.usage.items():
+            totals[fr] = totals.get(fr, 0) - value
         self._capacity_event(wl.admission.cluster_queue)
         rec.workload = replace(wl, admission=None, admitted_at=None)
         return rec

@@ -129,3 +129,27 @@ def test_unknown_generator_fields_are_rejected(tmp_path: Path) -> None:
     f.write_text("cohorts:\n- className: c\n  count: 1\n  queuesSets: []\n  colour: red\n")
     with pytest.raises(ValueError, match="colour"):
         load_generator(f)
+
+
+def test_the_drivers_per_queue_hints_give_the_policy_the_same_answers() -> None:
+    """Snapshot.admitted_by_queue / usage_by_queue (kept incrementally by the simulator) must make the real
+    policy decide exactly as it does when it sums the admitted workloads itself."""
+    from dataclasses import replace
+
+    from flotilla.queue.cycle import schedule
+
+    spec = expand(load_generator(REFERENCE / "kueue" / "perf" / "baseline-generator.yaml"))
+    arrivals = spec.arrivals[:1500]
+
+    def without_hints(snapshot: Snapshot, ctx: CycleContext) -> CycleResult:
+        assert snapshot.admitted_by_queue is not None and snapshot.usage_by_queue is not None
+        return schedule(replace(snapshot, admitted_by_queue=None, usage_by_queue=None), ctx)
+
+    runs = []
+    for policy in (schedule, without_hints):
+        sim = AdmissionSimulation(spec.cluster_queues, spec.cohorts, spec.flavors, spec.local_queues, policy)
+        for a in arrivals:
+            sim.submit(a.at, a.workload, a.runtime)
+        sim.run()
+        runs.append({k: (r.admitted_at, r.finished_at, r.evictions) for k, r in sim.records.items()})
+    assert runs[0] == runs[1] and sum(1 for v in runs[0].values() if v[0] is not None) == len(arrivals)
