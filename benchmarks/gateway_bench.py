@@ -68,6 +68,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flotilla.runs.stats import finite_json
 from flotilla.sim.online_results import no_backlog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -934,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_finite(payload), indent=2) + "\n")
+    args.output.write_text(json.dumps(finite_json(payload), indent=2) + "\n")
     console.print(f"wrote {args.output} in {payload['wall_s']:.0f} s")
     return 0
 
@@ -946,17 +947,6 @@ def _stamp(quick: bool) -> dict[str, Any]:
         "load_average_after": os.getloadavg(),
         "quick": quick,
     }
-
-
-def _finite(value: Any) -> Any:
-    """`value` with NaN and infinities as None (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

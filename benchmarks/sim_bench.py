@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -34,6 +33,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from flotilla.runs.stats import finite_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_DIR = ROOT.parent / "shared" / "reference" / "kueue" / "perf"
@@ -200,19 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_finite(payload), indent=2) + "\n")
+    args.output.write_text(json.dumps(finite_json(payload), indent=2) + "\n")
     console.print(f"wrote {args.output}")
     return 0
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flotilla.runs.stats import percentile
+from flotilla.runs.stats import finite_json, percentile
 
 
 class _Model(BaseModel):
@@ -174,7 +174,7 @@ def write_result(result: ExperimentResult, out_dir: Path) -> tuple[Path, Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{result.experiment}.json"
-    json_path.write_text(json.dumps(_finite(result.model_dump()), indent=2) + "\n")
+    json_path.write_text(json.dumps(finite_json(result.model_dump()), indent=2) + "\n")
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     arms = (result.baseline, result.treatment)
@@ -192,13 +192,3 @@ def write_result(result: ExperimentResult, out_dir: Path) -> tuple[Path, Path]:
     fig.savefig(png_path, bbox_inches="tight")
     fig.clear()
     return json_path, png_path
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
