@@ -49,7 +49,10 @@ def pick_heads(state: CycleState) -> Heads:
     queued: dict[str, list[WorkloadInfo]] = {}
     snapshot = state.snapshot
     # only the pending workloads, in key order (the admitted ones, most of a busy snapshot, are not sorted)
-    for key in sorted(k for k, w in snapshot.workloads.items() if w.admission is None):
+    pending = snapshot.pending_keys
+    if pending is None:
+        pending = [k for k, w in snapshot.workloads.items() if w.admission is None]
+    for key in sorted(pending):
         wl = snapshot.workloads[key]
         if not wl.active:
             continue

@@ -12,7 +12,7 @@ so `cpu: 500m` is 500 and `nvidia.com/gpu: 8` is 8000.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -223,6 +223,7 @@ class Snapshot:
     # of summing every admitted workload on every cycle.
     admitted_by_queue: Mapping[str, Mapping[str, WorkloadInfo]] | None = None
     usage_by_queue: Mapping[str, Mapping[FlavorResource, int]] | None = None
+    pending_keys: Sequence[str] | None = None  # the keys of the pending workloads in `workloads`
 
 
 @dataclass(frozen=True)

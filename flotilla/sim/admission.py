@@ -11,7 +11,7 @@ victims are evicted at once and requeued.
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
+from collections import ChainMap, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -177,7 +177,7 @@ class AdmissionSimulation:
                 if key not in parked:
                     heads[key] = self.records[key].workload
                     break
-        workloads = {**self._admitted, **heads}
+        workloads = ChainMap(heads, self._admitted)  # no copy of the admitted map per cycle
         return Snapshot(
             self.cluster_queues,
             self.cohorts,
@@ -187,6 +187,7 @@ class AdmissionSimulation:
             self.namespace_labels,
             admitted_by_queue=self._admitted_by_queue,
             usage_by_queue=self._usage_by_queue,
+            pending_keys=list(heads),
         )
 
     def _cycles(self) -> None:

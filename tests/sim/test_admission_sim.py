@@ -142,8 +142,8 @@ def test_the_drivers_per_queue_hints_give_the_policy_the_same_answers() -> None:
     arrivals = spec.arrivals[:1500]
 
     def without_hints(snapshot: Snapshot, ctx: CycleContext) -> CycleResult:
-        assert snapshot.admitted_by_queue is not None and snapshot.usage_by_queue is not None
-        return schedule(replace(snapshot, admitted_by_queue=None, usage_by_queue=None), ctx)
+        assert snapshot.admitted_by_queue is not None and snapshot.pending_keys is not None
+        return schedule(replace(snapshot, admitted_by_queue=None, usage_by_queue=None, pending_keys=None), ctx)
 
     runs = []
     for policy in (schedule, without_hints):
