@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 FORMAT = 1
-RunKind = Literal["pipeline", "bench-serve", "bench-batch"]
+RunKind = Literal["pipeline", "bench-serve", "bench-batch", "simulation"]  # simulation: times are simulated seconds
 RUN_FILE, SUMMARY_FILE = "run.json", "summary.json"
 
 

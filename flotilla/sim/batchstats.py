@@ -98,12 +98,12 @@ def summarize(
 
 def write_run(result: BatchResult, path: Path, name: str, config: Mapping[str, Any] | None = None) -> RunDir:
     """Save a simulated run as a run directory (`flotilla report DIR` draws it): run.json (kind
-    bench-batch, config.simulated true; simulated seconds from 0), jobs.jsonl and summary.json."""
+    simulation, config.simulated true; simulated seconds from 0), jobs.jsonl and summary.json."""
     run = RunDir(path)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     run.start(
         RunInfo(
-            kind="bench-batch",
+            kind="simulation",
             name=name,
             started_at=now,
             stages=["transcribe"],

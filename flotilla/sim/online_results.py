@@ -119,12 +119,12 @@ def write_run(
     samples: Sequence[ReplicaSample] = (),
     config: dict[str, Any] | None = None,
 ) -> RunDir:
-    """Simulated benchmarks as a run directory `flotilla report` draws (kind bench-serve, `simulated: true`
+    """Simulated benchmarks as a run directory `flotilla report` draws (kind simulation, `simulated: true`
     in its config and summary): requests.jsonl, replicas.jsonl (when sampled) and summary.json."""
     run = RunDir(path)
     run.start(
         RunInfo(
-            kind="bench-serve",
+            kind="simulation",
             name=name,
             started_at=utc_now(),
             stages=["serve"],

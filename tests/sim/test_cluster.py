@@ -134,6 +134,7 @@ def test_a_simulated_run_is_written_for_flotilla_report(tmp_path: Path) -> None:
     result = sim.run()
     run = write_run(result, tmp_path / "run", "sim-test", {"scenario": "one job"})
     assert run.info().status == "succeeded" and run.info().config["simulated"] is True
+    assert run.info().kind == "simulation"
     (record,) = RunDir(tmp_path / "run").records(JobRecord)
     assert record.slice == "mig-1g.5gb" and record.completion_time == 10.0
     assert run.summary()["makespan"] == 10.0

@@ -192,7 +192,7 @@ def write_records(result: PlanResult, path: Path, cluster_file: Path, workload_f
     run = RunDir(path)
     config = {"simulated": True, "cluster": str(cluster_file), "workload": str(workload_file)}
     run.start(
-        RunInfo(kind="bench-batch", name="flotilla simulate", started_at=utc_now(), stages=["batch"], config=config)
+        RunInfo(kind="simulation", name="flotilla simulate", started_at=utc_now(), stages=["batch"], config=config)
     )
     run.write_records(result.records, JobRecord)
     run.write_summary({"cluster": result.cluster, "tenants": result.tenants, "services": result.services})
