@@ -89,3 +89,14 @@ def test_a_tenant_replays_its_own_job_trace(tmp_path: Path) -> None:
         read_trace(tmp_path / "bad.csv")
     with pytest.raises(SpecError, match="as `jobs` \\(a Poisson stream\\) or as `trace`"):
         load_workload(write(tmp_path, "w.yaml", WORKLOAD.replace("{perHour: 20}", "{perHour: 20}\n  trace: x.csv")))
+
+
+def test_the_shipped_planning_examples_load_and_fit() -> None:
+    from importlib import resources
+
+    folder = Path(str(resources.files("flotilla") / "examples" / "planning"))
+    for name in ("small", "vela"):
+        cluster = load_cluster(folder / f"{name}-cluster.yaml")
+        workload = load_workload(folder / f"{name}-workload.yaml")
+        check_fits(cluster, workload)
+    assert load_cluster(folder / "vela-cluster.yaml").total_gpus == 4000
