@@ -13,14 +13,15 @@ Heavy imports (the kubernetes client, the schemas) happen inside the commands.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from flotilla.api.registry import Kind
     from flotilla.kube.cluster import KubeClient
     from flotilla.kube.validate import Report, Validator
 
@@ -256,7 +257,7 @@ def status_cmd(
     objects = _manifests(path)
     with _client(kubeconfig, context, server) as client:
         result = status(client, objects)
-    typer.echo(tables(result))
+    typer.echo(tables(result, render_table))
 
 
 @kube_app.command()
@@ -350,3 +351,10 @@ def export(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {len(objects)} objects to {output}", err=True)
+
+
+def render_table(kind: Kind, items: Iterable[dict[str, Any]]) -> str:
+    """`flotilla get`'s table of `items`, every namespace (for `flotilla kube status`)."""
+    from flotilla.cli import printers
+
+    return printers.table(kind, items, all_namespaces=True)

@@ -5,11 +5,11 @@ what only a cluster reports: a ClusterQueue's usage per resource and an Inferenc
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flotilla.api.catalog import build_registry, get
 from flotilla.api.registry import Column, Kind
-from flotilla.cli import printers
 from flotilla.kube.cluster import STATUS_KINDS, Status
 
 JSON = dict[str, Any]
@@ -53,8 +53,12 @@ def _kind(registry_kind: Kind) -> Kind:
     return dataclasses.replace(registry_kind, columns=registry_kind.columns + extra) if extra else registry_kind
 
 
-def tables(result: Status) -> str:
-    """One table per kind, in STATUS_KINDS order, all namespaces."""
+TableRenderer = Callable[[Kind, Iterable[JSON]], str]
+
+
+def tables(result: Status, render: TableRenderer) -> str:
+    """One table per kind, in STATUS_KINDS order, all namespaces; `render` draws one table (the CLI passes
+    `flotilla get`'s printer)."""
     registry = build_registry()
     kinds = {(k.group, k.kind): k for k in registry}
     sections = []
@@ -64,7 +68,7 @@ def tables(result: Status) -> str:
             continue
         kind = _kind(kinds[(group, kind_name)])
         title = f"{kind.plural}.{group}" if group else kind.plural
-        body = printers.table(kind, items, all_namespaces=True) if items else "No resources found."
+        body = render(kind, items) if items else "No resources found."
         sections.append(f"== {title}\n{body}")
     sections += [f"(unavailable) {line}" for line in result.unavailable]
     return "\n\n".join(sections)

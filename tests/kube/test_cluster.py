@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from flotilla.cli import app
 from flotilla.kube import cluster
+from flotilla.kube.cli import render_table
 from flotilla.kube.objects import identity, in_apply_order, rank, ref
 from flotilla.kube.render import Rendering, write
 from flotilla.kube.status import tables
@@ -125,7 +126,7 @@ def test_status_reads_queues_workloads_jobs_pods_and_pools(
     accepted = [{"type": "Accepted", "status": "True"}, {"type": "ResolvedRefs", "status": "True"}]
     pool.patch({"status": {"parents": [{"parentRef": {"name": "inference-gateway"}, "conditions": accepted}]}})
     result = cluster.status(client, objects)
-    text = tables(result)
+    text = tables(result, render_table)
     assert "cpu=250m/16" in text  # ClusterQueue usage over quota
     assert "job-whisper-transcription-large-0-1   local-queue-large   cluster-queue   True" in text
     assert "whisper-transcription-large-0-abcde   1/1     Running" in text

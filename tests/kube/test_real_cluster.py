@@ -18,6 +18,7 @@ import os
 import pytest
 
 from flotilla.kube import cluster
+from flotilla.kube.cli import render_table
 from flotilla.kube.render import Rendering
 from flotilla.kube.status import tables
 
@@ -36,7 +37,7 @@ def test_apply_status_delete_on_a_real_cluster(study_rendering: Rendering) -> No
         outcomes = cluster.apply(client, objects, dry_run=not real)
         assert len(outcomes) == len(objects)
         if real:
-            shown = tables(cluster.status(client, objects))
+            shown = tables(cluster.status(client, objects), render_table)
             assert "cluster-queue" in shown and "whisper-transcription-large-0" in shown
     finally:
         cluster.delete(client, objects if real else namespaces)
