@@ -15,14 +15,13 @@ share a session id (sent as `x-session-token`); each turn is a new prompt (the h
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flotilla.api.configfile import read_rows
 from flotilla.serving.emulator.tokenizer import Tokenizer
 
 DEFAULT_OUTPUT_TOKENS = 128
@@ -207,28 +206,10 @@ def _synthetic(spec: str, body: str, seed: int, output_tokens: int) -> list[Prom
 def _rows(spec: str, path: Path) -> list[tuple[int, Mapping[str, Any]]]:
     if not path.is_file():
         raise DatasetError(f"--data {spec}: {path} is not a file")
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if "prompt" not in (reader.fieldnames or []):
-            columns = ", ".join(reader.fieldnames or []) or "none"
-            raise DatasetError(f"--data {spec}: {path} has no column 'prompt' (columns: {columns})")
-        return [(number, row) for number, row in enumerate(reader, 2)]
-    if suffix in (".jsonl", ".ndjson"):
-        rows: list[tuple[int, Mapping[str, Any]]] = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"--data {spec}: {path}:{number}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"--data {spec}: {path}:{number}: expected a JSON object with a 'prompt' key")
-            rows.append((number, row))
-        return rows
-    raise DatasetError(f"--data {spec}: {path}: use a .csv or .jsonl file")
+    columns, rows = read_rows(path, lambda m: DatasetError(f"--data {spec}: {m}"), json_hint="a 'prompt' key")
+    if columns is not None and "prompt" not in columns:
+        raise DatasetError(f"--data {spec}: {path} has no column 'prompt' (columns: {', '.join(columns) or 'none'})")
+    return rows
 
 
 def _int_field(spec: str, where: str, row: Mapping[str, Any], key: str) -> int | None:

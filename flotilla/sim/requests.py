@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from flotilla.api.configfile import read_rows
 from flotilla.loadgen.datasets import Prompt, TextMaker
 from flotilla.loadgen.profiles import Step, arrivals
 
@@ -268,28 +269,11 @@ def shifted(requests: Sequence[SimRequest], offset: float) -> list[SimRequest]:
 def _trace_rows(path: Path) -> list[tuple[int, Mapping[str, Any]]]:
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        missing = [c for c in ("time", "output_tokens") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise TraceError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(reader.fieldnames or [])})")
-        return [(line, row) for line, row in enumerate(reader, 2)]
-    if suffix in (".jsonl", ".ndjson"):
-        rows: list[tuple[int, Mapping[str, Any]]] = []
-        for line, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise TraceError(f"{path}:{line}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise TraceError(f"{path}:{line}: expected a JSON object with `time` and `output_tokens`")
-            rows.append((line, row))
-        return rows
-    raise TraceError(f"{path}: use a .csv or .jsonl trace")
+    columns, rows = read_rows(path, TraceError, json_hint="`time` and `output_tokens`", kind="trace")
+    missing = [c for c in ("time", "output_tokens") if columns is not None and c not in columns]
+    if missing:
+        raise TraceError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(columns or [])})")
+    return rows
 
 
 def _blank(value: Any) -> bool:

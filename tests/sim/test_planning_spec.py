@@ -87,6 +87,9 @@ def test_a_tenant_replays_its_own_job_trace(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("at,gpus,minutes\n0,1,10\n5,two,1\n")
     with pytest.raises(TraceError, match=r"bad\.csv:3: gpus: 'two' is not a number"):
         read_trace(tmp_path / "bad.csv")
+    (tmp_path / "bad.jsonl").write_text('{"at": 0, "gpus": 1, "minutes": 1}\n[0, 1, 1]\n')
+    with pytest.raises(TraceError, match=r"bad\.jsonl:2: expected a JSON object with `at`, `gpus` and `minutes`"):
+        read_trace(tmp_path / "bad.jsonl")
     with pytest.raises(SpecError, match="as `jobs` \\(a Poisson stream\\) or as `trace`"):
         load_workload(write(tmp_path, "w.yaml", WORKLOAD.replace("{perHour: 20}", "{perHour: 20}\n  trace: x.csv")))
 

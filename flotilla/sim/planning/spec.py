@@ -44,7 +44,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from flotilla.api.configfile import read_yaml, validate_model
+from flotilla.api.configfile import read_rows, read_yaml, validate_model
 
 
 class SpecError(ValueError):
@@ -145,23 +145,10 @@ class TraceError(SpecError):
 
 def read_trace(path: Path) -> list[tuple[float, int, float]]:
     """(at seconds, GPUs, minutes) per job of a CSV (header: at,gpus,minutes) or JSONL trace, sorted by `at`."""
-    import csv
-    import json
-
     try:
-        text = path.read_text(encoding="utf-8")
+        _, rows = read_rows(path, TraceError, json_hint="`at`, `gpus` and `minutes`", kind="job trace")
     except OSError as exc:
         raise TraceError(f"{path}: cannot read the job trace: {exc.strerror or exc}") from None
-    rows: list[tuple[int, dict[str, object]]] = []
-    if path.suffix.lower() == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((n, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise TraceError(f"{path}:{n}: not JSON ({exc.msg})") from None
-    else:
-        rows = [(n + 1, dict(r)) for n, r in enumerate(csv.DictReader(text.splitlines()), 1)]
     out = []
     for n, row in rows:
         values = []
