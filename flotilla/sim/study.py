@@ -23,7 +23,7 @@ from typing import Any, Literal
 from flotilla.api.quantity import Quantity
 from flotilla.runtime.scheduling import canonical_amount
 from flotilla.sim.batch import ClusterParams, SimJob, inventories
-from flotilla.sim.perfdata import WhisperData
+from flotilla.sim.perfdata import WHOLE_GPU, WhisperData
 from flotilla.slicer import load_catalog
 from flotilla.slicer.inventory import EmulatedGPUConfig, EmulatedNodeGroup, NodeInventory, mig_capacity
 
@@ -306,3 +306,19 @@ def das_queue(
 
 def cpu_cores(quantity: str) -> float:
     return float(Quantity.parse(quantity).value)
+
+
+def as_sleeps(data: WhisperData, jobs: list[SimJob], time_scale: float, gap_s: float = 0.1) -> list[SimJob]:
+    """The jobs for a `--live` run: each sleeps its simulated run time on the device its limits ask for
+    (a whole GPU or a MIG slice of the study's GPU model) divided by `time_scale`, created `gap_s` apart."""
+    catalog = load_catalog()
+    gpu = data.study_node.gpu_model
+    out = []
+    for i, job in enumerate(jobs):
+        limits = job.job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        resource = next(r for r in limits if r.startswith("nvidia.com/"))
+        profile = WHOLE_GPU if resource == "nvidia.com/gpu" else resource.removeprefix("nvidia.com/mig-")
+        plan = data.run_plan(job.model, job.work_s, data.device(catalog, gpu, profile))
+        assert not isinstance(plan, str), plan
+        out.append(SimJob(job.job, i * gap_s, model=job.model, work_s=plan.duration / time_scale, item=job.item))
+    return out

@@ -28,6 +28,7 @@ from flotilla.sim.study import (
     DAS_MIG,
     DAS_WHOLE,
     Resources,
+    as_sleeps,
     das_queue,
     live_gpus,
     study_jobs,
@@ -179,24 +180,11 @@ def live(data: WhisperData) -> Fidelity:
     """The LIVE setup, each job sleeping its simulated run time on its arm's device / TIME_SCALE, in the
     simulator and on the embedded platform (1 node x 2 emulated A100-40GB, slices carved by its runtime)."""
     from flotilla.sim.batch_live import fidelity
-    from flotilla.sim.perfdata import WHOLE_GPU
 
-    catalog = load_catalog()
-    gpu = data.study_node.gpu_model
     nodes = study_nodes(data, gpus=LIVE.gpus)
-    scaled = []
-    for name, (jobs, queues) in arms(data, LIVE, nodes, 1).items():
-        out = []
-        for i, job in enumerate(jobs):
-            limits = job.job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-            device_resource = next(r for r in limits if r.startswith("nvidia.com/"))
-            profile = (
-                WHOLE_GPU if device_resource == "nvidia.com/gpu" else device_resource.removeprefix("nvidia.com/mig-")
-            )
-            plan = data.run_plan(job.model, job.work_s, data.device(catalog, gpu, profile))
-            assert not isinstance(plan, str), plan
-            out.append(SimJob(job.job, i * 0.1, model=job.model, work_s=plan.duration / TIME_SCALE, item=job.item))
-        scaled.append((name, out, queues))
+    scaled = [
+        (name, as_sleeps(data, jobs, TIME_SCALE), queues) for name, (jobs, queues) in arms(data, LIVE, nodes, 1).items()
+    ]
     scenario = (
         f"{LIVE.iterations} iterations ({2 * LIVE.iterations} Jobs) on 1 node x {LIVE.gpus} A100-40GB through Kueue; "
         f"each Job sleeps its simulated run time on its device / {TIME_SCALE:g}; Jobs 0.1 s apart"

@@ -27,6 +27,7 @@ from flotilla.sim.experiments.base import Arm, ExperimentResult, Fidelity, impro
 from flotilla.sim.perfdata import WhisperData, load_whisper_data
 from flotilla.sim.study import (
     KUEUE_GPUS,
+    as_sleeps,
     cohort_queues,
     live_gpus,
     single_queue,
@@ -177,21 +178,12 @@ def live(data: WhisperData) -> Fidelity:
     """The LIVE setup, each job sleeping its simulated run time / TIME_SCALE, in the simulator and on the
     embedded platform (1 node x 2 emulated A100-40GB)."""
     from flotilla.sim.batch_live import fidelity
-    from flotilla.sim.perfdata import WHOLE_GPU
-    from flotilla.slicer import load_catalog
 
-    catalog = load_catalog()
-    device = data.device(catalog, data.study_node.gpu_model, WHOLE_GPU)
     scaled = []
     for name, (jobs, queues) in arms(data, LIVE, 1).items():
         if name == "Kueue (one ClusterQueue)":
             continue
-        out = []
-        for i, job in enumerate(jobs):
-            plan = data.run_plan(job.model, job.work_s, device)
-            assert not isinstance(plan, str), plan
-            out.append(SimJob(job.job, i * 0.1, model=job.model, work_s=plan.duration / TIME_SCALE, item=job.item))
-        scaled.append((name, out, queues))
+        scaled.append((name, as_sleeps(data, jobs, TIME_SCALE), queues))
     scenario = (
         f"{LIVE.iterations} iterations ({2 * LIVE.iterations} Jobs) on 1 node x {LIVE.gpus} A100-40GB, quotas "
         f"{LIVE.gpus} + {LIVE.medium_quota}; each Job sleeps its simulated run time / {TIME_SCALE:g}; Jobs 0.1 s apart"
