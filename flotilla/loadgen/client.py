@@ -19,8 +19,8 @@ from typing import Any, Literal
 import httpx
 
 from flotilla.loadgen.datasets import Prompt
-from flotilla.loadgen.stats import itl
 from flotilla.runs.records import RequestRecord
+from flotilla.runs.stats import itl
 
 EndpointType = Literal["chat", "completions"]
 SERVED_HEADER = "x-gateway-destination-endpoint-served"  # GAIE: the endpoint that served the request
@@ -79,6 +79,8 @@ class StreamState:
     output_tokens: int | None = None
     done: bool = False
     errors: list[str] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)  # the answer (text or content, not reasoning)
+    finish_reason: str = ""
 
     def feed(self, line: str, now: float) -> None:
         """One line of the event stream (blank lines, comments and other fields are ignored)."""
@@ -100,11 +102,14 @@ class StreamState:
             self.errors.append(str(err.get("message", err) if isinstance(err, dict) else err))
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            text = choice.get("text") or delta.get("content") or delta.get("reasoning_content")
-            if text:
+            answer = choice.get("text") or delta.get("content")
+            if answer:
+                self.text_parts.append(answer)
+            if answer or delta.get("reasoning_content"):
                 self.content_chunks += 1
                 if self.first_token_at is None:
                     self.first_token_at = now
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             if isinstance(usage.get("prompt_tokens"), int):
@@ -135,7 +140,7 @@ async def send(
             endpoint = response.headers.get(SERVED_HEADER, "")
             if status != 200:
                 body = (await response.aread()).decode("utf-8", "replace")
-                error = f"HTTP {status}: {_error_text(body)}"
+                error = f"HTTP {status}: {error_text(body)}"
             else:
                 async for line in response.aiter_lines():
                     state.feed(line, clock() - origin)
@@ -161,7 +166,7 @@ async def send(
     return record if error else record.model_copy(update={"itl_mean": itl(record)})
 
 
-def _error_text(body: str) -> str:
+def error_text(body: str) -> str:
     """The message of an OpenAI error body, else the body itself (shortened)."""
     try:
         value = json.loads(body)

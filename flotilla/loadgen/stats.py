@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flotilla.runs.records import JobRecord, RequestRecord
-from flotilla.runs.stats import percentile
+from flotilla.runs.stats import itl, percentile
 
 QUANTILES = (50, 90, 95, 99)
 
@@ -42,14 +42,6 @@ def distribution(values: Sequence[float], quantiles: Sequence[int] = QUANTILES) 
 
 def succeeded(record: RequestRecord) -> bool:
     return record.status == 200 and not record.error and record.finished_at is not None
-
-
-def itl(record: RequestRecord) -> float | None:
-    """GuideLLM's inter-token latency: (e2e - TTFT) / (output tokens - 1); None with one token or less."""
-    ttft, e2e = record.ttft, record.latency
-    if ttft is None or e2e is None or record.output_tokens <= 1:
-        return None
-    return (e2e - ttft) / (record.output_tokens - 1)
 
 
 def _per_second(amount: float, duration: float) -> float:

@@ -46,7 +46,7 @@ from flotilla.queue.jobs import finished as job_finished
 from flotilla.queue.jobs import owner_uid
 from flotilla.queue.workloads import parse_time
 from flotilla.runs import JobRecord, QueueSample, RequestRecord, RunDir, RunInfo
-from flotilla.runs.stats import percentile
+from flotilla.runs.stats import itl, percentile
 from flotilla.store import AlreadyExists, NotFound
 from flotilla.store.service import ResourceService
 
@@ -411,22 +411,20 @@ class SpeechToSummary:
         )
         if self._closing.is_set():
             return result
-        self.run.append(
-            RequestRecord(
-                id=f"{self.run_id}-{rec.stem}",
-                sent_at=result.sent_at,
-                status=result.status,
-                first_token_at=result.first_token_at,
-                finished_at=result.finished_at,
-                prompt_tokens=result.prompt_tokens,
-                output_tokens=result.output_tokens,
-                itl_mean=_itl(result),
-                endpoint=result.endpoint,
-                item=rec.name,
-                session=rec.stem,
-                error=result.error,
-            )
+        record = RequestRecord(
+            id=f"{self.run_id}-{rec.stem}",
+            sent_at=result.sent_at,
+            status=result.status,
+            first_token_at=result.first_token_at,
+            finished_at=result.finished_at,
+            prompt_tokens=result.prompt_tokens,
+            output_tokens=result.output_tokens,
+            endpoint=result.endpoint,
+            item=rec.name,
+            session=rec.stem,
+            error=result.error,
         )
+        self.run.append(record.model_copy(update={"itl_mean": itl(record)}))
         if result.ok:
             write_summary(self.output / SUMMARIES, rec.stem, self.spec.summarize.model, result)
         else:
@@ -639,12 +637,6 @@ def _run_time(obs: Observed | None) -> float | None:
         return None
     start = obs.started_at if obs.started_at is not None else obs.admitted_at
     return None if start is None else obs.finished_at - start
-
-
-def _itl(result: SummaryResult) -> float | None:
-    if result.first_token_at is None or result.finished_at is None or result.output_tokens < 2:
-        return None
-    return (result.finished_at - result.first_token_at) / (result.output_tokens - 1)
 
 
 def _stats(values: list[float]) -> JSON:

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from flotilla.api.pipelines import SummarizeStage
+from flotilla.loadgen.client import StreamState, error_text
 
 SESSION_HEADER = "x-session-token"
 SERVED_HEADER = "x-gateway-destination-endpoint-served"
@@ -85,15 +86,11 @@ def summarize(
                 time.sleep(1.0)
                 continue
             if result.ok or result.status not in RETRYABLE:
-                return _with_attempts(result, attempts)
+                return replace(result, attempts=attempts)
             last_error, status = result.error, result.status
             time.sleep(1.0)
     why = "cancelled" if cancelled() else f"no answer within {stage.timeoutSeconds:g} s"
     return SummaryResult(recording, False, clock(), status=status, attempts=attempts, error=f"{why}: {last_error}")
-
-
-def _with_attempts(result: SummaryResult, attempts: int) -> SummaryResult:
-    return SummaryResult(**{**result.__dict__, "attempts": attempts})
 
 
 def _stream(
@@ -107,45 +104,27 @@ def _stream(
     with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
         endpoint = response.headers.get(SERVED_HEADER, "")
         if response.status_code != 200:
-            raw = response.read().decode("utf-8", "replace")
-            try:
-                message = json.loads(raw)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = raw[:300]
+            message = error_text(response.read().decode("utf-8", "replace"))
             return SummaryResult(recording, False, sent, status=response.status_code, error=message, endpoint=endpoint)
-        first: float | None = None
-        parts: list[str] = []
-        usage: dict[str, Any] = {}
-        finish = ""
+        state = StreamState()  # `flotilla bench serve`'s reader of the event stream
         for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+            state.feed(line, clock())
+            if state.done:
                 break
-            chunk = json.loads(data)
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content") or ""
-                if text:
-                    if first is None:
-                        first = clock()
-                    parts.append(text)
-                finish = choice.get("finish_reason") or finish
-        text = "".join(parts).strip()
+        text = "".join(state.text_parts).strip()
         return SummaryResult(
             recording,
             bool(text),
             sent,
-            first_token_at=first,
+            first_token_at=state.first_token_at,
             finished_at=clock(),
             text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or len(parts)),
+            prompt_tokens=state.prompt_tokens or 0,
+            output_tokens=state.output_tokens if state.output_tokens is not None else state.content_chunks,
             endpoint=endpoint,
             status=200,
-            error="" if text else "the model returned an empty summary",
-            finish_reason=finish,
+            error="" if text else (state.errors[0] if state.errors else "the model returned an empty summary"),
+            finish_reason=state.finish_reason,
         )
 
 

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from flotilla.runs.records import RequestRecord
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0 <= q <= 100) by linear interpolation between closest ranks: numpy's default
@@ -31,3 +33,11 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_json(v) for v in value]
     return value
+
+
+def itl(record: RequestRecord) -> float | None:
+    """GuideLLM's inter-token latency: (e2e - TTFT) / (output tokens - 1); None with one token or less."""
+    ttft, e2e = record.ttft, record.latency
+    if ttft is None or e2e is None or record.output_tokens <= 1:
+        return None
+    return (e2e - ttft) / (record.output_tokens - 1)

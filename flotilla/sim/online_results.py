@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotilla.loadgen.stats import benchmark_summary, itl
+from flotilla.loadgen.stats import benchmark_summary
 from flotilla.runs.records import ReplicaSample, RequestRecord, RunDir, RunInfo, utc_now
+from flotilla.runs.stats import itl
 from flotilla.sim.requests import Benchmark
 
 
