@@ -107,6 +107,8 @@ class SpeechToSummary:
         self._futures: dict[str, Future[SummaryResult]] = {}
         self._summary_errors: dict[str, str] = {}
         self._done_before: set[str] = set()
+        self._transcribed: set[str] = set()  # recordings whose transcript this driver has read
+        self._done: set[str] = set()  # ... and whose summary too
         self._recordings: list[Recording] = []
         self._closing = threading.Event()
         self._pool = ThreadPoolExecutor(
@@ -298,12 +300,16 @@ class SpeechToSummary:
         job = jobs.get(name)
         if job is not None:
             self._observe(name, job, workloads.get(job["metadata"].get("uid")), pods.get(name, []), claims)
-        text = recordings.transcript(self.output, rec.stem)
-        if text is None:
-            workload = workloads.get(job["metadata"].get("uid")) if job is not None else None
-            return self._transcription_state(rec, name, job, pods.get(name, []), workload)
+        if rec.name in self._done:  # its outputs were read once: no file is read again on every pass
+            return RecordingStatus(name=rec.name, state="Done", job=name, attempts=_attempts(job))
+        if rec.name not in self._transcribed:
+            if recordings.transcript(self.output, rec.stem) is None:
+                workload = workloads.get(job["metadata"].get("uid")) if job is not None else None
+                return self._transcription_state(rec, name, job, pods.get(name, []), workload)
+            self._transcribed.add(rec.name)
         if recordings.summary(self.output, rec.stem) is not None:
             self._futures.pop(rec.name, None)
+            self._done.add(rec.name)
             return RecordingStatus(name=rec.name, state="Done", job=name, attempts=_attempts(job))
         if rec.name in self._summary_errors:
             return RecordingStatus(
@@ -311,7 +317,9 @@ class SpeechToSummary:
             )
         future = self._futures.get(rec.name)
         if future is None:
-            self._futures[rec.name] = self._pool.submit(self._summarize_one, rec, str(text["text"]))
+            text = recordings.transcript(self.output, rec.stem)  # read once more, to send it
+            if text is not None:
+                self._futures[rec.name] = self._pool.submit(self._summarize_one, rec, str(text["text"]))
         elif future.done():
             self._futures.pop(rec.name)
             with contextlib.suppress(Exception):
