@@ -269,12 +269,16 @@ def _fail(sim: BatchSimulation, node: str, uuid: str) -> None:
 
 def _sample(sim: BatchSimulation, tenant_of: Mapping[str, tuple[str, int]], t: float, faults: list[Any]) -> JSON:
     in_use: dict[str, int] = {}
-    for key, st in sim.jobs.items():
-        if st.status == "running" and key in tenant_of:
+    pending = 0
+    for key, st in sim.jobs.items():  # one pass over the jobs per sample
+        if key not in tenant_of:
+            continue
+        if st.status == "running":
             tenant, gpus = tenant_of[key]
             in_use[tenant] = in_use.get(tenant, 0) + gpus
+        elif st.status in ("pending", "admitted"):
+            pending += 1
     down = sum(1 for found, repaired, _, _ in faults if found <= t < repaired)
-    pending = sum(1 for key, st in sim.jobs.items() if key in tenant_of and st.status in ("pending", "admitted"))
     return {"t": t, "gpus_in_use": in_use, "gpus_down": down, "pending_jobs": pending}
 
 
