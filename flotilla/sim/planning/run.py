@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from flotilla.loadgen.stats import distribution
 from flotilla.runs.records import JobRecord
-from flotilla.runs.stats import percentile
 from flotilla.sim.batch import ClusterParams, FixedRuntime, SimJob, inventories
 from flotilla.sim.cluster import BatchSimulation
 from flotilla.sim.planning.spec import ClusterSpec, Service, WorkloadSpec, check_fits, read_trace
@@ -283,15 +282,7 @@ def _sample(sim: BatchSimulation, tenant_of: Mapping[str, tuple[str, int]], t: f
 
 
 def _stats(values: list[float]) -> JSON:
-    if not values:
-        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    return {
-        "n": len(values),
-        "mean": statistics.fmean(values),
-        "p50": percentile(values, 50),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-    }
+    return {"n": len(values), **distribution(values, (50, 90, 99))}
 
 
 def _wait(r: JobRecord) -> float | None:
