@@ -15,7 +15,6 @@ other errors fail the recording's summary with the gateway's message.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ import httpx
 
 from flotilla.api.pipelines import SummarizeStage
 from flotilla.loadgen.client import StreamState, error_text
+from flotilla.runs.records import atomic_write
 
 SESSION_HEADER = "x-session-token"
 SERVED_HEADER = "x-gateway-destination-endpoint-served"
@@ -147,11 +147,5 @@ def write_summary(directory: Path, stem: str, model: str, result: SummaryResult)
     }
     markdown = f"# {result.recording}\n\n{result.text}\n\n---\n*{model}, {result.output_tokens} tokens"
     markdown += f", served by {result.endpoint}*\n" if result.endpoint else "*\n"
-    _atomic(directory / f"{stem}.md", markdown)
-    _atomic(directory / f"{stem}.json", json.dumps(record, indent=2) + "\n")
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(directory / f"{stem}.md", markdown)
+    atomic_write(directory / f"{stem}.json", json.dumps(record, indent=2) + "\n")

@@ -5,7 +5,6 @@ Imports matplotlib (through plots.py): the CLI imports this module inside its co
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from flotilla.reports.html import render_html
 from flotilla.reports.markdown import render_markdown
 from flotilla.reports.rundata import RunData, load_run
 from flotilla.reports.sections import build_sections
+from flotilla.runs.records import atomic_write
 
 FORMATS = ("html", "md")
 PLOTS_DIR = "plots"
@@ -95,8 +95,6 @@ def write_report(
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write via a temporary file and rename, so a reader (a browser reloading) never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace `path` atomically, so a reader (a browser reloading) never sees half a report."""
+    atomic_write(path, text)
     return path

@@ -160,7 +160,7 @@ class RunDir:
         return info
 
     def write_info(self, info: RunInfo) -> None:
-        _atomic_write(self.path / RUN_FILE, info.model_dump_json(indent=2) + "\n")
+        atomic_write(self.path / RUN_FILE, info.model_dump_json(indent=2) + "\n")
 
     def finish(self, status: Literal["succeeded", "failed", "interrupted"], message: str = "") -> RunInfo:
         info = self.info().model_copy(update={"status": status, "message": message, "finished_at": utc_now()})
@@ -181,10 +181,10 @@ class RunDir:
     def write_records(self, records: Iterable[R], kind: type[R]) -> None:
         """Replace the file of `kind` with `records` (the final state, e.g. every job as it ended)."""
         lines = "".join(r.model_dump_json() + "\n" for r in records)
-        _atomic_write(self.path / FILES[kind], lines)
+        atomic_write(self.path / FILES[kind], lines)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        _atomic_write(self.path / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+        atomic_write(self.path / SUMMARY_FILE, json.dumps(summary, indent=2, default=str) + "\n")
 
     # -- reading -----------------------------------------------------------------------------------
     def info(self) -> RunInfo:
@@ -235,9 +235,10 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file (one per process) and rename, so a crash leaves the old file or the new
+    one and a reader never sees half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
